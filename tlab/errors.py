@@ -30,3 +30,7 @@ class CorruptZooEntryError(TlabError):
 
 class DataFolderError(TlabError):
     """The data folder cannot be created or written."""
+
+
+class WeightsUnavailableError(TlabError):
+    """Pretrained weights are not on disk (tlab never downloads them) or cannot be read."""

@@ -1,0 +1,48 @@
+"""What an architecture builder hands to :class:`tlab.models.StagedModel`.
+
+A builder returns :class:`Parts`: named stages in order, the classifier head and the per-channel
+normalisation the network expects. :mod:`tlab.models` turns the parts into a model, so the
+architecture modules never import it (no import cycle) and stay plain ``torch.nn`` code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+#: Zhang et al. (2020, Sec. 5) and Davchev et al. (2019, Sec. 3) feed the network pixels scaled
+#: to [-1, 1]; (x - 0.5) / 0.5 maps tlab's [0, 1] pixels there.
+HALF = (0.5, 0.5, 0.5)
+
+#: Channel statistics that torchvision's ImageNet models were trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Parts:
+    """Stages (``(name, module)`` in order; the last one outputs ``(N, D)``), head and norm."""
+
+    stages: list[tuple[str, nn.Module]]
+    head: nn.Linear
+    mean: tuple[float, ...] = HALF
+    std: tuple[float, ...] = HALF
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """He-normal convolutions, unit/zero BatchNorm, zero biases: the usual CIFAR-network start.
+
+    He et al. (2015) scale each convolution's weights by its fan-out so that ReLU activations
+    keep their variance through depth; BatchNorm starts as the identity.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
