@@ -35,6 +35,7 @@ import pickle
 import queue
 import shutil
 import socket
+import tarfile
 import tempfile
 import threading
 import time
@@ -68,7 +69,8 @@ class TensorSet:
     def __post_init__(self) -> None:
         img, lab = self.images, self.labels
         if img.dtype != torch.uint8 or img.dim() != 4 or tuple(img.shape[1:]) != (3, 32, 32):
-            raise TlabError(f"images must be uint8 (N, 3, 32, 32), got {img.dtype} {tuple(img.shape)}")
+            raise TlabError(f"images must be uint8 (N, 3, 32, 32), "
+                            f"got {img.dtype} {tuple(img.shape)}")
         if lab.dtype != torch.int64 or lab.dim() != 1 or len(lab) != len(img):
             raise TlabError(f"labels must be int64 (N,) with N = {len(img)}, "
                             f"got {lab.dtype} {tuple(lab.shape)}")
@@ -183,7 +185,8 @@ def _derived_seed(*parts: int | str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def _rendered(name: str, chars: str, params: dict[str, Any]) -> tuple[tuple[str, ...], Split, Split]:
+def _rendered(name: str, chars: str, params: dict[str, Any]
+              ) -> tuple[tuple[str, ...], Split, Split]:
     gen = {k: params[k] for k in ("n_train", "n_test", "seed", "colour")}
 
     def make() -> dict[str, torch.Tensor]:
@@ -305,7 +308,7 @@ class _Real:
     how: str                        # how a person puts the files there ({root}, {folder})
     read: Callable[..., tuple]      # (root, download, **options) -> (classes, train, test)
     archive: str | None = None      # a torchvision archive in downloads/ that tlab may unpack
-    gz_from: tuple[Path, ...] = ()  # folders holding "<file>.gz" versions of ``files``
+    debian: bool = False            # also unpack "<file>.gz" from DEBIAN_FASHION_MNIST
     options: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
     def needed(self, opts: dict[str, Any]) -> tuple[str, ...]:
@@ -313,12 +316,12 @@ class _Real:
 
 
 def _mnist_real(cls: type, folder: str, classes: tuple[str, ...], what: str,
-                extra_how: str = "", gz_from: tuple[Path, ...] = ()) -> _Real:
+                extra_how: str = "", debian: bool = False) -> _Real:
     return _Real(10, what, f"{folder}/raw", _IDX_FILES,
                  tuple(m + _IDX_FILES[0] + ".gz" for m in cls.mirrors),
                  f"Copy the four IDX files {', '.join(f + '.gz' for f in _IDX_FILES)} (from "
                  f"{cls.mirrors[0]}) into {{folder}}; tlab unpacks them.{extra_how}",
-                 _mnist_like(cls, classes), gz_from=gz_from)
+                 _mnist_like(cls, classes), debian=debian)
 
 
 def _cifar_real(cls: type, what: str, read: Callable[..., tuple], n: int) -> _Real:
@@ -368,8 +371,7 @@ _REAL: dict[str, _Real] = {
         "Fashion-MNIST clothes, 60k/10k, 28x28 zero-padded to 32 (grey); read from Debian's "
         "dataset-fashion-mnist when installed",
         f" Or install Debian's package (apt-get install dataset-fashion-mnist), which puts "
-        f"them in {DEBIAN_FASHION_MNIST}/, where tlab finds them.",
-        gz_from=(DEBIAN_FASHION_MNIST,)),
+        f"them in {DEBIAN_FASHION_MNIST}/, where tlab finds them.", debian=True),
 }
 
 
@@ -392,7 +394,7 @@ def _local_sources(info: _Real, root: Path, opts: dict[str, Any]) -> tuple[list[
     missing = [f for f in info.needed(opts) if not (folder / f).is_file()]
     gz = {}
     for f in missing:
-        for src in (folder, *info.gz_from):
+        for src in (folder, DEBIAN_FASHION_MNIST) if info.debian else (folder,):
             if (src / f"{f}.gz").is_file():
                 gz[f] = src / f"{f}.gz"
                 break
@@ -452,13 +454,19 @@ def _unavailable(name: str, info: _Real, root: Path, problem: str) -> DatasetUna
 
 
 def _load_real(name: str, **opts: Any) -> tuple:
+    """Unpack local .gz files / archives if needed, download only when files are still missing
+    and the network answers, then read with torchvision (classes, train, test)."""
     info = _REAL[name]
     root = paths.subdir("downloads")
     missing, gz = _local_sources(info, root, opts)
-    for f, src in gz.items():
-        _gunzip(src, root / info.folder / f)
-    if info.archive and missing and (root / info.archive).is_file():
-        extract_archive(str(root / info.archive), str(root))
+    try:
+        for f, src in gz.items():
+            _gunzip(src, root / info.folder / f)
+        if info.archive and missing and (root / info.archive).is_file():
+            extract_archive(str(root / info.archive), str(root))
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        raise _unavailable(name, info, root, f"a local archive could not be unpacked ({exc}); "
+                           f"replace it with an intact copy") from exc
     missing, _ = _local_sources(info, root, opts)
     if missing:
         problem = _network_problem(info.urls)

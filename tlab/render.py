@@ -102,7 +102,7 @@ def glyph_atlas(chars: str) -> torch.Tensor:
     atlas = np.zeros((len(FONT_FILES), len(chars), _ATLAS_H, _ATLAS_W), dtype=np.float32)
     for f, name in enumerate(FONT_FILES):
         probe = ImageFont.truetype(str(folder / name), 100)
-        left, top, right, bottom = probe.getbbox("H")
+        _, top, _, bottom = probe.getbbox("H")
         font = ImageFont.truetype(str(folder / name), max(1, round(100 * _CAP / (bottom - top))))
         for c, ch in enumerate(chars):
             canvas = Image.new("L", (4 * _ATLAS_W, 4 * _ATLAS_H), 0)
@@ -193,7 +193,7 @@ def render_glyphs(chars: str, n: int, *, seed: int, colour: bool,
     atlas = glyph_atlas(chars)
     cells = atlas.flatten(0, 1)        # (fonts * k, 48, 64); cell of (font f, char c) = f * k + c
     labels = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
-    font = torch.randint(0, atlas.shape[0], (n,), generator=g) * k
+    font_base = torch.randint(0, atlas.shape[0], (n,), generator=g) * k   # first cell of the font
     left_char = torch.randint(0, k, (n,), generator=g)
     right_char = torch.randint(0, k, (n,), generator=g)
     height = _uniform(g, n, *style.height)
@@ -220,9 +220,9 @@ def render_glyphs(chars: str, n: int, *, seed: int, colour: bool,
     for lo in range(0, n, _CHUNK):
         s = slice(lo, min(n, lo + _CHUNK))
         base = torch.einsum("nij,hwj->nhwi", linear[s].float(), pixel_xy)
-        mask = _sample(cells.index_select(0, font[s] + labels[s]), base, offset[s])
+        mask = _sample(cells.index_select(0, font_base[s] + labels[s]), base, offset[s])
         for side, chars_s, sign in ((0, left_char, -1.0), (1, right_char, 1.0)):
-            neighbour = _sample(cells.index_select(0, font[s] + chars_s[s]), base,
+            neighbour = _sample(cells.index_select(0, font_base[s] + chars_s[s]), base,
                                 offset[s] + sign * step[s])
             mask = torch.maximum(mask, neighbour * sides[s, side, None, None, None])
         mask = _blur(mask, sigma[s])
