@@ -382,6 +382,7 @@ def _gunzip(src: Path, dst: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, 1 << 20)
+        os.chmod(tmp, 0o644)        # mkstemp makes it private; a shared data folder needs reads
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):

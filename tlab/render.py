@@ -292,6 +292,7 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
     try:
         save_file({k: t.contiguous() for k, t in tensors.items()}, tmp,
                   metadata={**meta, "digest": _digest(tensors)})
+        os.chmod(tmp, 0o644)        # mkstemp makes it private; a shared data folder needs reads
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
