@@ -1,0 +1,37 @@
+"""Run every benchmark once on this machine and print ratios against same-run baselines.
+
+    python benchmarks/run.py            # full sizes (a few minutes on 2 cores)
+    python benchmarks/run.py --quick    # smaller sizes, for a smoke check
+
+Speed is measured here, never in timed tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import attacks  # noqa: E402  (benchmarks/attacks.py)
+import training  # noqa: E402  (benchmarks/training.py)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    rows = training.run(args.quick) + attacks.run(args.quick)
+    print(f"{'benchmark':40s} {'tlab':>10s} {'baseline':>10s} {'ratio':>7s} {'goal':>6s}  baseline")
+    for r in rows:
+        status = "ok" if r["ratio"] >= r["goal"] else "BELOW GOAL"
+        print(f"{r['benchmark']:40s} {r['tlab']:10.1f} {r['baseline']:10.1f} {r['ratio']:6.2f}x "
+              f"{r['goal']:5.1f}x  {r['baseline_name']}  [{status}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""DTN training throughput: tlab's device-resident batches vs a DataLoader with per-sample transforms.
+
+Both sides train the same DTN (Zhang et al. 2020, REFERENCE.md) from the same initial weights on
+the same images with the same optimiser; only the input pipeline differs. tlab keeps the uint8
+tensors on the device and slices batches by index; the baseline is the usual torchvision
+pipeline: a Dataset that converts each image with a transform, collated by a DataLoader.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from tlab.data import DeviceBatches, TensorSet, load_domain
+from tlab.models import build_model
+
+
+class PerSampleDataset(Dataset):
+    """The baseline: one image at a time through a torchvision transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+        self.transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index]), self.labels[index]
+
+
+def _train_epoch(model: torch.nn.Module, batches: Iterable) -> int:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    seen = 0
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+    return seen
+
+
+def _images_per_second(model: torch.nn.Module, make_batches, repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        net = copy.deepcopy(model)
+        start = time.perf_counter()
+        seen = _train_epoch(net, make_batches())
+        rates.append(seen / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Median images/s of one training epoch for each pipeline, and their ratio."""
+    domain = load_domain("syndigits", n_train=1024 if quick else 4096, n_test=64, seed=0)
+    data: TensorSet = domain.train
+    torch.manual_seed(0)
+    model = build_model("dtn", len(domain.classes))
+    device = torch.device("cpu")
+    repeats = 2 if quick else 3
+    tlab_rate = _images_per_second(
+        model, lambda: DeviceBatches(data, 128, device=device, shuffle=True, seed=0), repeats)
+    base_rate = _images_per_second(
+        model, lambda: DataLoader(PerSampleDataset(data.images, data.labels), batch_size=128,
+                                  shuffle=True), repeats)
+    return [{"benchmark": "DTN training, images/s", "tlab": tlab_rate,
+             "baseline": base_rate, "baseline_name": "DataLoader + per-sample v2 transforms",
+             "ratio": tlab_rate / base_rate, "goal": 1.5}]

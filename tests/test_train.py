@@ -1,0 +1,134 @@
+"""Training strategies: weight handling, freezing, BatchNorm, early stopping, adversarial training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tlab.attacks import fgsm
+from tlab.data import class_balanced_subset, load_domain, train_val_split
+from tlab.errors import TlabError, UnknownNameError
+from tlab.metrics import accuracy
+from tlab.models import build_model
+from tlab.train import TrainConfig, fit, prepare_model
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("data")))
+    domain = load_domain("digits")
+    yield domain
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def source(digits):
+    torch.manual_seed(0)
+    model = build_model("dtn", len(digits.classes))
+    fit(model, digits.train, None, TrainConfig(epochs=2, seed=0), device="cpu", progress=False)
+    return model
+
+
+def _stage_state(model, k):
+    return {n: t.clone() for n, t in model.stages[:k].state_dict().items()}
+
+
+def test_finetune_copies_source_and_never_modifies_it(source, digits):
+    before = {n: t.clone() for n, t in source.state_dict().items()}
+    model = prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=2)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name  # copied, head kept (same labels)
+    fit(model, digits.train, None, TrainConfig(epochs=1), device="cpu", progress=False)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(before[name], tensor), f"source changed: {name}"
+
+
+@pytest.mark.parametrize("frozen", [0, 2, 4])
+def test_frozen_stages_do_not_change_and_the_rest_does(source, digits, frozen):
+    model = prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=frozen)
+    frozen_before = _stage_state(model, frozen)
+    free_before = {n: t.clone() for n, t in model.stages[frozen:].state_dict().items()}
+    head_before = model.head.weight.clone()
+    fit(model, digits.train, None, TrainConfig(epochs=1), device="cpu", progress=False)
+    for name, tensor in model.stages[:frozen].state_dict().items():
+        assert torch.equal(frozen_before[name], tensor), f"frozen {name} changed"
+    # BatchNorm running statistics are part of the frozen state above; trainable stages move.
+    changed = [n for n, t in model.stages[frozen:].state_dict().items()
+               if t.is_floating_point() and not torch.equal(free_before[n], t)]
+    assert (len(changed) > 0) == (frozen < model.num_stages)
+    assert not torch.equal(head_before, model.head.weight)
+
+
+def test_train_bn_lets_frozen_batchnorm_statistics_adapt(source, digits):
+    model = prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=2,
+                          train_bn=True)
+    bn_before = model.stages[0][1].running_mean.clone()
+    conv_before = model.stages[0][0].weight.clone()
+    fit(model, digits.test, None, TrainConfig(epochs=1), device="cpu", progress=False)
+    assert not torch.equal(bn_before, model.stages[0][1].running_mean)
+    assert torch.equal(conv_before, model.stages[0][0].weight)
+
+
+def test_commoninit_replaces_only_the_classifier(source):
+    model = prepare_model("commoninit", arch="dtn", num_classes=10, source=source)
+    assert model.frozen_stages == 0
+    for name, tensor in source.stages.state_dict().items():
+        assert torch.equal(model.stages.state_dict()[name], tensor)
+    assert not torch.equal(model.head.weight, source.head.weight)
+
+
+def test_finetune_to_another_label_set_gets_a_new_head(source):
+    model = prepare_model("finetune", arch="dtn", num_classes=5, source=source, frozen=4)
+    assert model.head.out_features == 5
+    assert all(not p.requires_grad for p in model.stages.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(digits):
+    train, val = train_val_split(class_balanced_subset(digits.train, 300, seed=1), 0.3, seed=1)
+    model = build_model("dtn", 10)
+    cfg = TrainConfig(epochs=12, patience=2, lr=3e-2, seed=1)
+    result = fit(model, train, val, cfg, device="cpu", progress=False)
+    best = max(row["val_accuracy"] for row in result.history)
+    assert result.best_val_accuracy == best
+    assert accuracy(model, val.floats(), val.labels) == pytest.approx(best)
+    if result.stopped_early:
+        assert len(result.history) - result.best_epoch == cfg.patience
+
+
+def test_fgsm_adversarial_training_makes_the_model_more_robust(digits):
+    eps = 16 / 255
+    scores = {}
+    for mode in ("none", "fgsm"):
+        model = build_model("dtn", 10)
+        fit(model, digits.train, None, TrainConfig(epochs=4, seed=0, adversarial=mode, adv_eps=eps),
+            device="cpu", progress=False)
+        x, y = digits.test.floats(), digits.test.labels
+        scores[mode] = accuracy(model, fgsm(model, x, y, eps=eps), y)
+    assert scores["fgsm"] > scores["none"] + 0.1, scores
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(optimizer="rmsprop"), "sgd, adam"),
+    (dict(epochs=0), "epochs"),
+    (dict(adversarial="cw"), "none, fgsm, pgd"),
+    (dict(adv_labels="leaky"), "true, predicted"),
+    (dict(adv_eps=8), "[0, 1]"),
+    (dict(lr=-1.0), "lr"),
+])
+def test_bad_training_configs_are_rejected(kwargs, message):
+    with pytest.raises(TlabError, match=None) as info:
+        TrainConfig(**kwargs)
+    assert message in str(info.value)
+
+
+def test_bad_strategies_are_rejected(source):
+    with pytest.raises(UnknownNameError, match="scratch, finetune, commoninit"):
+        prepare_model("distill", arch="dtn", num_classes=10)
+    with pytest.raises(TlabError, match="needs a source"):
+        prepare_model("finetune", arch="dtn", num_classes=10)
+    with pytest.raises(TlabError, match="no source"):
+        prepare_model("scratch", arch="dtn", num_classes=10, source=source)
+    with pytest.raises(TlabError, match="0"):
+        prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=9)

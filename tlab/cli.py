@@ -1,0 +1,102 @@
+"""Command line: ``python -m tlab run | notebooks | domains | zoo``.
+
+Errors the user can fix (a TlabError) print as one line prefixed ``tlab: error:`` and exit 2;
+failures inside notebooks are listed in the run's index and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from tlab.errors import TlabError
+from tlab.presets import PRESETS
+
+
+def _parse_assignment(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise TlabError(f"parameter {text!r} must look like NAME=VALUE, e.g. -p EPOCHS=3")
+    name, value = text.split("=", 1)
+    return name.strip(), yaml.safe_load(value)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tlab.runner import run_notebooks
+
+    params = dict(_parse_assignment(p) for p in args.param)
+    out = args.out or f"runs/{args.preset}"
+    runs = run_notebooks(args.notebooks, preset=args.preset, out_dir=out, parameters=params)
+    failed = [r.name for r in runs if r.status != "ok"]
+    if failed:
+        print(f"tlab: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_notebooks(_: argparse.Namespace) -> int:
+    from tlab.catalog import CATALOG
+
+    for info in CATALOG:
+        state = "" if info.available else "  (not written yet)"
+        print(f"{info.name:36s} {info.paper:20s} {info.section:24s}{state}\n    {info.teaches}")
+    return 0
+
+
+def _cmd_domains(_: argparse.Namespace) -> int:
+    from tlab.data import list_domains
+
+    for info in list_domains():
+        print(f"{info.name:14s} {info.kind:9s} {info.num_classes:4d} classes  {info.description}")
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from tlab import zoo
+
+    if args.action == "list":
+        rows = zoo.list_entries()
+        print(f"{len(rows)} model(s) in {zoo.zoo_dir()}")
+        for r in rows:
+            acc = "   ?  " if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:5.1f}%"
+            print(f"{r['key']}  {acc}  {r['arch']:10s} {r['strategy']:10s} frozen={r['frozen']} "
+                  f"n={r['n']} adv={r['adversarial']} on {r['domain']}")
+        return 0
+    if not args.keys and not args.all:
+        raise TlabError("say which entries to clear: `zoo clear KEY ...` or `zoo clear --all`")
+    print(f"removed {zoo.clear(None if args.all else args.keys)} zoo entr(y/ies)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute notebooks headless with papermill")
+    run.add_argument("notebooks", nargs="*", help="numbers or names (default: all)")
+    run.add_argument("--preset", default="quick", choices=PRESETS)
+    run.add_argument("--out", help="output folder (default: runs/PRESET)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a notebook parameter (YAML value), repeatable")
+    run.set_defaults(func=_cmd_run)
+    sub.add_parser("notebooks", help="the lab's map").set_defaults(func=_cmd_notebooks)
+    sub.add_parser("domains", help="list the domains").set_defaults(func=_cmd_domains)
+    zoo = sub.add_parser("zoo", help="list or clear trained models")
+    zoo.add_argument("action", choices=("list", "clear"))
+    zoo.add_argument("keys", nargs="*")
+    zoo.add_argument("--all", action="store_true", help="with clear: remove every entry")
+    zoo.set_defaults(func=_cmd_zoo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TlabError as exc:
+        print(f"tlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tlab: interrupted", file=sys.stderr)
+        return 130
