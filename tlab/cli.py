@@ -53,6 +53,19 @@ def _cmd_domains(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from tlab.data import load_domain
+    from tlab.recipes import EMBEDDED_DOMAINS, start_here_spec
+    from tlab.zoo import get_or_train
+
+    for name, params in EMBEDDED_DOMAINS.items():
+        domain = load_domain(name, **params)
+        print(f"{name}: {len(domain.train)} train / {len(domain.test)} test images ready")
+    entry = get_or_train(start_here_spec(args.preset))
+    print(f"notebook 00 model ready: {entry.key} ({'cached' if entry.from_cache else 'trained'})")
+    return 0
+
+
 def _cmd_zoo(args: argparse.Namespace) -> int:
     from tlab import zoo
 
@@ -82,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     sub.add_parser("notebooks", help="the lab's map").set_defaults(func=_cmd_notebooks)
     sub.add_parser("domains", help="list the domains").set_defaults(func=_cmd_domains)
+    prepare = sub.add_parser("prepare", help="generate the embedded domains and notebook 00's model")
+    prepare.add_argument("--preset", default="quick", choices=PRESETS)
+    prepare.set_defaults(func=_cmd_prepare)
     zoo = sub.add_parser("zoo", help="list or clear trained models")
     zoo.add_argument("action", choices=("list", "clear"))
     zoo.add_argument("keys", nargs="*")

@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
+from tlab.data import Domain, domain_gallery_arrays
+
 
 def setup_plotly() -> None:
     """Render figures both live (JupyterLab's plotly mimetype) and in exported HTML.
@@ -54,3 +56,37 @@ def curves(x: Sequence[float], series: Mapping[str, Sequence[float]], *, x_title
     fig.update_layout(title=title, xaxis_title=x_title,
                       yaxis_title=f"{y_title} (%)" if percent else y_title, height=400)
     return fig
+
+
+def domain_gallery(domain: Domain, per_class: int = 4, *, seed: int = 0) -> go.Figure:
+    """Random training examples of a domain, one column per class, class names underneath."""
+    pad = 2
+    cell = 32 + pad
+    rows_by_class = domain_gallery_arrays(domain, per_class, seed=seed, pad=pad)[pad:, pad:]
+    blocks = rows_by_class.reshape(domain.num_classes, cell, per_class, cell, 3)
+    grid = blocks.transpose(2, 1, 0, 3, 4).reshape(per_class * cell, domain.num_classes * cell, 3)
+    fig = px.imshow(grid)
+    fig.update_xaxes(tickmode="array", tickvals=[cell * i + 16 for i in range(domain.num_classes)],
+                     ticktext=list(domain.classes), tickangle=0 if domain.num_classes <= 26 else 90)
+    fig.update_yaxes(showticklabels=False)
+    width = min(1100, max(420, 34 * domain.num_classes + 60))
+    fig.update_layout(title=f"{domain.name}: {len(domain.train):,} train / {len(domain.test):,} test "
+                            f"images, {domain.num_classes} classes",
+                      width=width, height=int(width * grid.shape[0] / grid.shape[1]) + 90,
+                      margin=dict(l=10, r=10, t=50, b=30))
+    return fig
+
+
+def attack_gallery(x: torch.Tensor, x_adv: torch.Tensor, clean_pred: Sequence[str],
+                   adv_pred: Sequence[str], *, eps: float, title: str = "") -> go.Figure:
+    """Clean images, their adversarial versions and the perturbation (scaled to be visible).
+
+    The perturbation row maps -eps..+eps to black..white (grey = unchanged pixel).
+    """
+    scale = 2 * eps if eps > 0 else 1.0
+    delta = ((x_adv - x) / scale + 0.5).clamp(0, 1)
+    images = torch.cat([x.cpu(), x_adv.cpu(), delta.cpu()])
+    n = len(x)
+    titles = ([f"clean: {p}" for p in clean_pred] + [f"adv: {p}" for p in adv_pred]
+              + ["perturbation"] * n)
+    return image_grid(images, titles, columns=n, title=title, size=110)

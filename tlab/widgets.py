@@ -11,7 +11,7 @@ from typing import Callable
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from IPython.display import DisplayHandle, display
+from IPython.display import display
 
 
 def eps_slider(value: float = 8 / 255, *, max_255: int = 32,
@@ -23,8 +23,7 @@ def eps_slider(value: float = 8 / 255, *, max_255: int = 32,
                                    continuous_update=False)
 
 
-def interactive_figure(render: Callable[..., go.Figure],
-                       **controls: widgets.ValueWidget) -> DisplayHandle:
+def interactive_figure(render: Callable[..., go.Figure], **controls: widgets.ValueWidget) -> None:
     """Show ``render(**values)`` under the controls; re-render in place whenever one changes."""
     display(widgets.HBox(list(controls.values())))
 
@@ -34,4 +33,3 @@ def interactive_figure(render: Callable[..., go.Figure],
     handle = display(current(), display_id=True)
     for control in controls.values():
         control.observe(lambda _change: handle.update(current()), names="value")
-    return handle

@@ -1,0 +1,79 @@
+"""The command line: one-line errors, listings, zoo management, headless runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tlab import cli, zoo
+from tlab.train import TrainConfig
+
+
+def run_cli(*args: str, env_data=None) -> subprocess.CompletedProcess:
+    import os
+
+    env = dict(os.environ)
+    if env_data is not None:
+        env["TLAB_DATA"] = str(env_data)
+    return subprocess.run([sys.executable, "-m", "tlab", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "99"], "unknown notebook '99'; choose one of: 00_start_here"),
+    (["run", "00", "-p", "NO_SUCH=1"], "has no parameter(s) NO_SUCH"),
+    (["run", "00", "-p", "PRESET"], "must look like NAME=VALUE"),
+    (["zoo", "clear"], "zoo clear --all"),
+    (["zoo", "clear", "deadbeef"], "no zoo entry 'deadbeef'"),
+])
+def test_bad_input_is_one_clear_line(args, message, tlab_data):
+    result = run_cli(*args, env_data=tlab_data)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tlab: error:") and message in lines[0], lines
+
+
+def test_unknown_preset_lists_the_presets(tlab_data):
+    result = run_cli("run", "00", "--preset", "huge", env_data=tlab_data)
+    assert result.returncode == 2 and "quick" in result.stderr and "standard" in result.stderr
+
+
+def test_unwritable_data_folder_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_cli("zoo", "list", env_data=blocker / "data")
+    assert result.returncode == 2 and "TLAB_DATA" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_domains_and_notebooks_are_listed(tlab_data, capsys):
+    assert cli.main(["domains"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits", "syndigits", "letters", "mnist", "cifar10_9", "fashion_mnist"):
+        assert name in out
+    assert cli.main(["notebooks"]) == 0
+    out = capsys.readouterr().out
+    assert "00_start_here" in out and "Zhang et al. 2020" in out and "Wang et al. 2018" in out
+
+
+def test_zoo_list_and_clear(tlab_data, capsys):
+    spec = zoo.ModelSpec(domain="digits", n=100, train=TrainConfig(epochs=1))
+    entry = zoo.get_or_train(spec, progress=False, device="cpu")
+    assert cli.main(["zoo", "list"]) == 0
+    assert entry.key in capsys.readouterr().out
+    assert cli.main(["zoo", "clear", entry.key]) == 0
+    assert zoo.list_entries() == []
+
+
+def test_run_writes_executed_notebook_html_and_index(tmp_path):
+    out = tmp_path / "runs"
+    result = run_cli("run", "00", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = json.loads((out / "runs.json").read_text())
+    assert [r["status"] for r in runs] == ["ok"]
+    page = (out / "00_start_here.html").read_text()
+    assert "plotly" in page.lower() and "Plotly.newPlot" in page
+    assert "00_start_here.html" in (out / "index.html").read_text()

@@ -1,0 +1,62 @@
+"""Project hygiene that the lab's users rely on: pins, Binder environment, clean notebooks."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tlab.catalog import available_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not pinned with =="
+            pins[name.lower()] = version
+    return pins
+
+
+def test_every_direct_dependency_is_pinned_exactly():
+    assert _pins(ROOT / "requirements.txt")["torch"] == "2.14.1"
+    assert _pins(ROOT / "requirements.txt")["torchvision"] == "0.29.1"
+    assert "torchattacks" in _pins(ROOT / "requirements-dev.txt")
+
+
+def test_binder_uses_the_same_pins_with_cpu_torch():
+    main, binder = _pins(ROOT / "requirements.txt"), _pins(ROOT / "binder/requirements.txt")
+    assert set(main) == set(binder)
+    for name, version in main.items():
+        expected = version + "+cpu" if name in ("torch", "torchvision") else version
+        assert binder[name] == expected, name
+    assert "dataset-fashion-mnist" in (ROOT / "binder/apt.txt").read_text()
+    assert "tlab prepare" in (ROOT / "binder/postBuild").read_text()
+
+
+@pytest.mark.parametrize("info", available_notebooks(), ids=lambda i: i.name)
+def test_notebooks_are_clean_and_well_formed(info):
+    nb = nbformat.read(info.path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "strip the outputs"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and re.search(r'^PRESET = "quick"', params[0].source, re.M)
+    intro = nb.cells[0].source
+    assert intro.startswith("# ") and "you will learn" in intro.lower()
+    assert info.section == "-" or info.section.split(",")[0].split("-")[0] in intro
+    assert any("plots." in c.source or "plotly" in c.source for c in code)
+    assert "## Summary" in nb.cells[-1].source
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    command = "pip install -r requirements-dev.txt -e . && python -m pytest"
+    assert command in readme and command in (ROOT / ".ci/run").read_text()
