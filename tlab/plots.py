@@ -67,9 +67,10 @@ def domain_gallery(domain: Domain, per_class: int = 4, *, seed: int = 0) -> go.F
     grid = blocks.transpose(2, 1, 0, 3, 4).reshape(per_class * cell, domain.num_classes * cell, 3)
     fig = px.imshow(grid)
     fig.update_xaxes(tickmode="array", tickvals=[cell * i + 16 for i in range(domain.num_classes)],
-                     ticktext=list(domain.classes), tickangle=0 if domain.num_classes <= 26 else 90)
+                     ticktext=list(domain.classes),
+                     tickangle=0 if max(len(c) for c in domain.classes) <= 3 else -45)
     fig.update_yaxes(showticklabels=False)
-    width = min(1100, max(420, 34 * domain.num_classes + 60))
+    width = min(1100, max(640, 34 * domain.num_classes + 60))
     fig.update_layout(title=f"{domain.name}: {len(domain.train):,} train / {len(domain.test):,} test "
                             f"images, {domain.num_classes} classes",
                       width=width, height=int(width * grid.shape[0] / grid.shape[1]) + 90,
