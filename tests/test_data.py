@@ -113,18 +113,6 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path, monkeypat
     assert torch.equal(bigger.test.images, a.test.images)
 
 
-def test_rendering_speed(tlab_data: Path) -> None:
-    """Rendering is batched: 2,000 images well under the time of a per-image PIL loop."""
-    import time
-
-    render.glyph_atlas(render.DIGIT_CHARS)
-    start = time.perf_counter()
-    images, _ = render.render_glyphs(render.DIGIT_CHARS, 2000, seed=0, colour=True)
-    elapsed = time.perf_counter() - start
-    assert images.shape == (2000, 3, 32, 32)
-    assert elapsed < 5.0, f"2,000 images took {elapsed:.1f} s"
-
-
 # ---------------------------------------------------------------- cache
 
 

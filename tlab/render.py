@@ -27,8 +27,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from tlab import paths
+from tlab.storage import atomic_write
 
 GENERATOR_VERSION = 1
 
@@ -282,21 +281,10 @@ def _read_cache(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, t
 
 
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    """Write atomically: a temp file in the same folder, then ``os.replace``.
-
-    Two processes writing the same entry each replace it with identical bytes; a reader sees
-    either no file or a complete one.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: t.contiguous() for k, t in tensors.items()}, tmp,
-                  metadata={**meta, "digest": _digest(tensors)})
-        os.chmod(tmp, 0o644)        # mkstemp makes it private; a shared data folder needs reads
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write atomically (see :func:`tlab.storage.atomic_write`): two processes writing the same
+    entry each replace it with identical bytes; a reader sees no file or a complete one."""
+    atomic_write(path, save({k: t.contiguous() for k, t in tensors.items()},
+                            metadata={**meta, "digest": _digest(tensors)}))
 
 
 def cache_path(name: str, params: dict[str, Any]) -> Path:

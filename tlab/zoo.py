@@ -24,9 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import platform
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from tlab.errors import CorruptZooEntryError, TlabError
 from tlab.metrics import accuracy
 from tlab.models import StagedModel, build_model, freeze
 from tlab.paths import subdir
+from tlab.storage import atomic_write, recipe_hash
 from tlab.train import STRATEGIES, TrainConfig, fit, prepare_model
 
 ZOO_FORMAT = 1
@@ -100,8 +99,7 @@ class ModelSpec:
             recipe["source"] = self.source.key()
         recipe["tlab_version"] = tlab.__version__
         recipe["zoo_format"] = ZOO_FORMAT
-        text = json.dumps(recipe, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        return recipe_hash(recipe)
 
     def chain(self) -> list[ModelSpec]:
         """This spec and its sources, the deepest source first."""
@@ -134,20 +132,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, rename it over."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _versions() -> dict[str, str]:
@@ -197,9 +181,9 @@ def _store(key: str, model: StagedModel, meta: dict[str, Any]) -> dict[str, Any]
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     blob = safetensors.torch.save(state, metadata={"tlab_key": key})
     meta_path.unlink(missing_ok=True)
-    _atomic_write(weights, blob)
+    atomic_write(weights, blob)
     meta = {**meta, "sha256": hashlib.sha256(blob).hexdigest(), "size_bytes": len(blob)}
-    _atomic_write(meta_path, json.dumps(meta, indent=2, default=str).encode())
+    atomic_write(meta_path, json.dumps(meta, indent=2, default=str).encode())
     return meta
 
 
