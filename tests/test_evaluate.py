@@ -1,0 +1,46 @@
+"""Cached attack curves: white-box, black-box, and that the cache returns the same numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tlab import zoo
+from tlab.evaluate import EvalSet, attack_curve
+from tlab.train import TrainConfig
+
+TINY = TrainConfig(epochs=2, val_fraction=0.0)
+
+
+@pytest.fixture
+def models(tlab_data):
+    a = zoo.get_or_train(zoo.ModelSpec(domain="digits", n=300, train=TINY), progress=False,
+                         device="cpu")
+    b = zoo.get_or_train(zoo.ModelSpec(domain="digits", n=300, subset_seed=1, train=TINY),
+                         progress=False, device="cpu")
+    return a, b
+
+
+def test_whitebox_curve_falls_with_eps_and_is_cached(models, tlab_data):
+    a, _ = models
+    data = EvalSet("digits", n=100)
+    rows = attack_curve(a, data, [0.0, 8 / 255, 32 / 255])
+    assert [r["eps"] for r in rows] == pytest.approx([0.0, 8 / 255, 32 / 255])
+    assert rows[0]["adversarial_accuracy"] == 1.0  # eps 0 changes nothing on correct inputs
+    assert rows[2]["adversarial_accuracy"] < rows[0]["adversarial_accuracy"]
+    assert all(r["n_total"] == 100 for r in rows)
+    files = list((tlab_data / "results").glob("attack-curve-*.json"))
+    assert len(files) == 1
+    assert attack_curve(a, data, [0.0, 8 / 255, 32 / 255]) == rows
+
+
+def test_blackbox_curve_uses_the_source_and_differs_from_whitebox(models):
+    a, b = models
+    data = EvalSet("digits", n=100)
+    white = attack_curve(b, data, [16 / 255])
+    black = attack_curve(b, data, [16 / 255], source=a)
+    self_black = attack_curve(b, data, [16 / 255], source=b)
+    assert self_black[0]["adversarial_accuracy"] == pytest.approx(white[0]["adversarial_accuracy"])
+    assert black[0]["clean_accuracy"] == white[0]["clean_accuracy"]
+    assert black[0]["adversarial_accuracy"] != white[0]["adversarial_accuracy"]
+    pgd = attack_curve(b, data, [16 / 255], attack="pgd", alpha=4 / 255, steps=5)
+    assert pgd[0]["adversarial_accuracy"] <= white[0]["adversarial_accuracy"]
