@@ -48,7 +48,7 @@ def test_notebooks_are_clean_and_well_formed(info):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "strip the outputs"
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(params) == 1 and re.search(r'^PRESET = "quick"', params[0].source, re.M)
+    assert len(params) == 1 and re.search(r'^PRESET(: str)? = "quick"', params[0].source, re.M)
     intro = nb.cells[0].source
     assert intro.startswith("# ") and "you will learn" in intro.lower()
     assert info.section == "-" or info.section.split(",")[0].split("-")[0] in intro

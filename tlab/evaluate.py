@@ -43,17 +43,19 @@ class EvalSet:
 
 def attack_curve(target: ZooEntry, data: EvalSet, eps_list: Sequence[float], *,
                  attack: str = "fgsm", source: ZooEntry | None = None, labels: str = "true",
-                 **hyper: Any) -> list[dict[str, float]]:
+                 alpha_fraction: float | None = None, **hyper: Any) -> list[dict[str, float]]:
     """One row per eps: clean and adversarial accuracy of ``target`` (cached).
 
     White-box when ``source`` is None: the attack sees ``target`` (Zhang et al. 2020, Sec.
     3.4.1). Black-box otherwise: examples are crafted on ``source`` and only scored on
     ``target`` (Sec. 3.4.2). Only the inputs ``target`` classifies correctly are attacked
     (Sec. 4.2); ``adversarial_accuracy_all`` also counts the others as wrong. ``hyper`` goes to
-    the attack (e.g. ``alpha``, ``steps`` for PGD).
+    the attack (e.g. ``alpha``, ``steps`` for PGD); ``alpha_fraction`` sets PGD's step size to
+    that fraction of each eps instead (Davchev et al. 2019 use eps / 4).
     """
     recipe = {"target": target.key, "source": None if source is None else source.key,
               "data": data.recipe(), "attack": attack, "labels": labels, "hyper": hyper,
+              "alpha_fraction": alpha_fraction,
               "eps": [float(e) for e in eps_list]}
 
     def compute() -> list[dict[str, float]]:
@@ -61,7 +63,8 @@ def attack_curve(target: ZooEntry, data: EvalSet, eps_list: Sequence[float], *,
         x, y = data.tensors(device)
         rows = []
         for eps in eps_list:
-            attack_fn = make_attack(attack, labels=labels, eps=float(eps), **hyper)
+            step = {} if alpha_fraction is None else {"alpha": max(alpha_fraction * eps, 1e-6)}
+            attack_fn = make_attack(attack, labels=labels, eps=float(eps), **step, **hyper)
             if source is None:
                 result = adversarial_accuracy(target.model, x, y, attack_fn)
             else:
