@@ -1,0 +1,135 @@
+"""Mimicry attack throughput: one batched call vs the same attack one pair at a time.
+
+Run: ``python benchmarks/mimicry.py`` (32 pairs, 100 steps) or ``--quick`` (8 pairs, 100 steps).
+A small VGG-style teacher is trained briefly on rendered letters and a deep-layer
+feature-extractor student on a few digits (Wang et al. 2018, Sec. 2.1); then the
+targeted mimicry attack at the student's last frozen layer runs on digit (source, target) pairs,
+once as a single batched call and once as a Python loop calling the same function per pair,
+which is how the paper's timing (about 2 minutes per pair on a GPU) was obtained. Both sides run
+the same iterations on the same pairs; the benchmark asserts that they reach the same success
+rate on the student. Torch is pinned to one thread while measuring: the machine is shared, and
+the comparison is about batching, not threading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+# Run as a script from a checkout: make the repository's tlab importable without installing it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tlab.data import class_balanced_subset, load_domain  # noqa: E402
+from tlab.mimicry import MimicryResult, mimicry_attack, targeted_success  # noqa: E402
+from tlab.train import TrainConfig, fit, prepare_model  # noqa: E402
+
+ARCH = "vgg"              # tlab's plain VGG-style network (Wang et al. used VGG teachers),
+VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}   # narrow, as in tests/test_mimicry.py
+BUDGET = 0.003            # Wang et al.'s Face budget (DSSIM)
+PAPER_SECONDS_PER_PAIR = 120.0   # Wang et al. 2018, Sec. 4.1: ~2 min per pair, 2,000 steps
+
+
+def _models(quick: bool):
+    letters = load_domain("letters", n_train=800 if quick else 1300, n_test=26)
+    digits = load_domain("digits")
+    teacher = prepare_model("scratch", arch=ARCH, num_classes=26, seed=0, arch_options=VGG)
+    fit(teacher, letters.train, None,
+        TrainConfig(epochs=5 if quick else 8, batch_size=64, lr=3e-3, patience=None),
+        progress=False)
+    student = prepare_model("finetune", arch=ARCH, num_classes=10, source=teacher,
+                            frozen=teacher.num_stages, seed=0, arch_options=VGG)
+    fit(student, class_balanced_subset(digits.train, 300, 0), None,
+        TrainConfig(epochs=5, batch_size=32, lr=1e-2, patience=None), progress=False)
+    return teacher, student, digits.test
+
+
+def _pairs(test, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    i = torch.randperm(len(test), generator=g)[: 2 * n]
+    j = torch.randperm(len(test), generator=g)[: 2 * n]
+    keep = (test.labels[i] != test.labels[j]).nonzero().flatten()[:n]
+    x = test.floats()
+    return x[i[keep]], x[j[keep]], test.labels[j[keep]]
+
+
+def _timed(call: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    out = call()
+    return time.perf_counter() - start, out
+
+
+def run(quick: bool) -> list[dict]:
+    """Pairs per second of the batched attack and of a per-pair loop; ratio = batched / loop."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        n, steps, repeats = (8, 100, 1) if quick else (32, 100, 3)
+        teacher, student, test = _models(quick)
+        sources, targets, target_labels = _pairs(test, n)
+        layer = teacher.num_stages
+
+        def attack(s: torch.Tensor, t: torch.Tensor) -> MimicryResult:
+            return mimicry_attack(teacher, s, t, layer=layer, budget=BUDGET, steps=steps)
+
+        def batched() -> torch.Tensor:
+            return attack(sources, targets).adversarial
+
+        def one_by_one() -> torch.Tensor:
+            return torch.cat([attack(sources[k:k + 1], targets[k:k + 1]).adversarial
+                              for k in range(len(sources))])
+
+        attack(sources[:2], targets[:2])                      # warm-up
+        times: dict[str, list[float]] = {"batched": [], "loop": []}
+        outputs: dict[str, torch.Tensor] = {}
+        for r in range(repeats):
+            order = [("batched", batched), ("loop", one_by_one)]
+            for name, call in order if r % 2 == 0 else order[::-1]:
+                seconds, outputs[name] = _timed(call)
+                times[name].append(seconds)
+    finally:
+        torch.set_num_threads(threads)
+
+    success = {name: targeted_success(student, adv, target_labels).float().mean().item()
+               for name, adv in outputs.items()}
+    pairs = len(sources)
+    assert abs(success["batched"] - success["loop"]) <= 1 / pairs + 1e-9, success
+    per_pair = {name: statistics.median(t) / pairs for name, t in times.items()}
+    print(f"mimicry, small VGG teacher, {pairs} pairs x {steps} steps, DSSIM budget {BUDGET}: "
+          f"batched {per_pair['batched']:.3f} s/pair, one at a time {per_pair['loop']:.3f} "
+          f"s/pair; targeted success on the deep-layer student: batched "
+          f"{success['batched']:.0%}, one at a time {success['loop']:.0%}; "
+          f"max |image diff| {(outputs['batched'] - outputs['loop']).abs().max().item():.1e}")
+    print(f"  at the paper's 2,000 steps that is ~{per_pair['batched'] * 2000 / steps:.1f} s/pair "
+          f"batched on this CPU (paper: ~{PAPER_SECONDS_PER_PAIR:.0f} s/pair on a GPU, 224 px)")
+    return [{
+        "benchmark": f"mimicry pairs/s ({pairs} pairs, {steps} steps)",
+        "tlab": 1.0 / per_pair["batched"],
+        "baseline": 1.0 / per_pair["loop"],
+        "baseline_name": "same attack, one pair per call",
+        "ratio": per_pair["loop"] / per_pair["batched"],
+        "goal": 10.0,
+        "seconds_per_pair": per_pair["batched"],
+        "seconds_per_pair_loop": per_pair["loop"],
+        "success_batched": success["batched"],
+        "success_loop": success["loop"],
+    }]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    for row in run(args.quick):
+        print(f"{row['benchmark']}: tlab {row['tlab']:.2f} pairs/s, baseline "
+              f"{row['baseline']:.2f} pairs/s ({row['baseline_name']}), ratio "
+              f"{row['ratio']:.2f}x, goal {row['goal']:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Mimicry attack (Wang et al. 2018, Sec. 3-4): DSSIM, budgets, batching, success, variants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_msssim import ssim
+
+from tlab.data import class_balanced_subset, load_domain
+from tlab.errors import TlabError, UnknownNameError
+from tlab.mimicry import (
+    dssim,
+    l2_distance,
+    mimicry_attack,
+    mimicry_attack_ensemble,
+    mimicry_untargeted,
+    targeted_success,
+    untargeted_success,
+)
+from tlab.models import build_model
+from tlab.train import TrainConfig, fit, prepare_model
+
+VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The CPU is shared with other test runs; one thread is also faster for these tiny nets."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A letters teacher, a deep-layer and a fully fine-tuned digits student, digit test data."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("data")))
+    letters = load_domain("letters", n_train=800, n_test=26)
+    digits = load_domain("digits")
+    mp.undo()
+    teacher = prepare_model("scratch", arch="vgg", num_classes=26, seed=0, arch_options=VGG)
+    fit(teacher, letters.train, None,
+        TrainConfig(epochs=5, batch_size=64, lr=3e-3, patience=None), progress=False)
+    few = class_balanced_subset(digits.train, 300, 0)
+    students = {}
+    for name, frozen, lr in (("deep", teacher.num_stages, 1e-2), ("full", 0, 3e-3)):
+        students[name] = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
+                                       frozen=frozen, seed=0, arch_options=VGG)
+        fit(students[name], few, None,
+            TrainConfig(epochs=6, batch_size=32, lr=lr, patience=None), progress=False)
+    g = torch.Generator().manual_seed(0)
+    x, y = digits.test.floats(), digits.test.labels
+    i, j = torch.randperm(len(y), generator=g)[:24], torch.randperm(len(y), generator=g)[:24]
+    keep = (y[i] != y[j]).nonzero().flatten()[:16]
+    return {"teacher": teacher, **students, "x": x, "y": y, "src": i[keep], "tgt": j[keep]}
+
+
+@pytest.fixture(scope="module")
+def targeted(lab):
+    x, s, t = lab["x"], lab["src"], lab["tgt"]
+    return mimicry_attack(lab["teacher"], x[s], x[t], layer=lab["teacher"].num_stages,
+                          budget=0.002, steps=120, history=True)
+
+
+def noise_pairs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 32, 32, generator=g), torch.rand(n, 3, 32, 32, generator=g)
+
+
+def tiny_teacher(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model("vgg", 5, **VGG).eval()
+
+
+# ------------------------------------------------------------------------------------ DSSIM
+
+
+def test_dssim_is_zero_for_identical_images_and_grows_with_noise():
+    x, _ = noise_pairs(3)
+    assert dssim(x, x).abs().max().item() < 1e-6
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(x.shape, generator=g)
+    values = [dssim((x + s * noise).clamp(0, 1), x) for s in (0.01, 0.05, 0.2)]
+    assert all(bool((a < b).all()) for a, b in zip(values, values[1:]))
+    assert values[0].min().item() > 0
+
+
+def test_dssim_matches_pytorch_msssim_single_scale():
+    x, y = noise_pairs(4, seed=3)
+    expected = (1 - ssim(x, y, data_range=1.0, size_average=False, win_size=11)) / 2
+    torch.testing.assert_close(dssim(x, y), expected)
+
+
+def test_dssim_rejects_bad_input():
+    x, y = noise_pairs(2)
+    with pytest.raises(TlabError, match="same shape"):
+        dssim(x, y[:1])
+    with pytest.raises(TlabError, match="at least 11x11"):
+        dssim(x[..., :8, :8], y[..., :8, :8])
+    with pytest.raises(TlabError, match=r"outside \[0, 1\]"):
+        dssim(x * 2, y)
+
+
+# ------------------------------------------------------------------------- targeted attack
+
+
+def test_in_budget_results_respect_the_budget_and_pixel_range(lab, targeted):
+    src = lab["x"][lab["src"]]
+    assert targeted.in_budget.all()
+    assert targeted.dssim.max().item() <= 0.002
+    assert dssim(targeted.adversarial, src).max().item() <= 0.002 + 1e-6
+    adv = targeted.adversarial
+    assert adv.min().item() >= 0.0 and adv.max().item() <= 1.0
+    torch.testing.assert_close(targeted.l2, l2_distance(adv, src))
+
+
+def test_layer_distance_shrinks(lab, targeted):
+    assert bool((targeted.distance < targeted.start_distance).all())
+    assert targeted.distance.mean().item() < 0.75 * targeted.start_distance.mean().item()
+    assert targeted.history.shape == (120, len(targeted))
+    # the returned image is one of the iterates, and none of them got closer than the minimum
+    gap = (targeted.history - targeted.distance).abs().min(0).values
+    assert gap.max().item() < 1e-4
+    assert bool((targeted.distance >= targeted.history.min(0).values - 1e-5).all())
+
+
+def test_deep_layer_student_falls_far_more_often_than_fully_finetuned(lab, targeted):
+    """Wang et al. 2018, Sec. 4.2: the attack works on feature extractors, not full fine-tuning."""
+    y_target = lab["y"][lab["tgt"]]
+    deep = targeted_success(lab["deep"], targeted.adversarial, y_target).float().mean().item()
+    full = targeted_success(lab["full"], targeted.adversarial, y_target).float().mean().item()
+    assert deep >= full + 0.3
+    # without the attack neither student predicts the target's class for these sources
+    clean = targeted_success(lab["deep"], lab["x"][lab["src"]], y_target).float().mean().item()
+    assert clean < deep
+
+
+def test_batched_equals_one_pair_at_a_time():
+    """Pairs are independent: the batched run must give each pair its solo result."""
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(4)
+    batched = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=30)
+    chunked = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=30, batch_size=3)
+    for i in range(4):
+        solo = mimicry_attack(teacher, src[i:i + 1], tgt[i:i + 1], layer=5, budget=0.01,
+                              steps=30)
+        torch.testing.assert_close(batched.adversarial[i:i + 1], solo.adversarial,
+                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(batched.distance[i:i + 1], solo.distance, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(chunked.adversarial, batched.adversarial, atol=1e-5, rtol=0)
+
+
+def test_pair_never_within_budget_returns_source_and_is_flagged():
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(2)
+    # an L2 budget far below one Adadelta step, and a penalty too weak to pull back
+    result = mimicry_attack(teacher, src, tgt, layer=5, budget=1e-6, budget_kind="l2",
+                            steps=5, penalty=1e-12)
+    assert not result.in_budget.any()
+    assert torch.equal(result.adversarial, src)
+    torch.testing.assert_close(result.distance, result.start_distance)
+
+
+def test_l2_budget_is_respected():
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(3)
+    result = mimicry_attack(teacher, src, tgt, layer=4, budget=0.3, budget_kind="l2", steps=60)
+    assert result.budget_kind == "l2"
+    assert result.in_budget.all()
+    assert l2_distance(result.adversarial, src).max().item() <= 0.3 + 1e-5
+    assert bool((result.distance < result.start_distance).all())
+
+
+def test_teacher_is_left_untouched():
+    teacher = tiny_teacher()
+    teacher.train()
+    teacher.stages[0].eval()                     # a mixed mode must come back as it was
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    src, tgt = noise_pairs(2)
+    mimicry_attack(teacher, src, tgt, layer=3, budget=0.01, steps=5)
+    assert teacher.training and not teacher.stages[0].training
+    assert all(p.grad is None for p in teacher.parameters())
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+# ---------------------------------------------------------------------------- non-targeted
+
+
+def test_untargeted_keeps_the_closest_guide_of_another_class(lab):
+    teacher, x, y = lab["teacher"], lab["x"], lab["y"]
+    sources = lab["src"][:4]
+    pool = torch.stack([(y == c).nonzero()[0, 0] for c in range(3)])   # one guide per class 0-2
+    k = teacher.num_stages
+    result = mimicry_untargeted(teacher, x[sources], x[pool], layer=k, budget=0.003, steps=60,
+                                source_labels=y[sources], pool_labels=y[pool])
+    assert len(result) == 4
+    assert bool((y[pool][result.target_index] != y[sources]).all())
+    # the chosen distance is the smallest over the allowed guides, each run as a targeted pair
+    for i, s in enumerate(sources.tolist()):
+        allowed = [p for p in pool.tolist() if y[p] != y[s]]
+        solo = mimicry_attack(teacher, x[[s] * len(allowed)], x[allowed], layer=k,
+                              budget=0.003, steps=60)
+        assert result.distance[i].item() == pytest.approx(solo.distance.min().item(), abs=1e-4)
+    fooled = untargeted_success(lab["deep"], result.adversarial, y[sources])
+    assert fooled.float().mean().item() >= 0.5
+
+
+def test_untargeted_needs_a_guide_of_another_class(lab):
+    x, y = lab["x"], lab["y"]
+    same = (y == y[0]).nonzero().flatten()[:2]
+    with pytest.raises(TlabError, match="no guide image of another class"):
+        mimicry_untargeted(lab["teacher"], x[same[:1]], x[same[1:]], layer=1, budget=0.01,
+                           steps=1, source_labels=y[same[:1]], pool_labels=y[same[1:]])
+    with pytest.raises(TlabError, match="both source_labels and pool_labels"):
+        mimicry_untargeted(lab["teacher"], x[:1], x[1:2], layer=1, budget=0.01, steps=1,
+                           source_labels=y[:1])
+
+
+# ----------------------------------------------------------------- adaptive attacks (Sec. 6)
+
+
+def test_dropout_in_the_loop_is_seeded_and_still_mimics():
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(3)
+    kwargs = dict(layer=5, budget=0.01, steps=30, input_dropout=0.2, eot_samples=2)
+    a = mimicry_attack(teacher, src, tgt, seed=1, **kwargs)
+    b = mimicry_attack(teacher, src, tgt, seed=1, **kwargs)
+    c = mimicry_attack(teacher, src, tgt, seed=2, **kwargs)
+    torch.testing.assert_close(a.adversarial, b.adversarial, atol=0, rtol=0)
+    assert not torch.equal(a.adversarial, c.adversarial)
+    assert bool((a.distance < a.start_distance).all())
+    assert a.dssim.max().item() <= 0.01
+
+
+def test_ensemble_attack_sums_the_teachers_distances():
+    t1, t2 = tiny_teacher(0), tiny_teacher(1)
+    src, tgt = noise_pairs(2)
+    joint = mimicry_attack_ensemble([t1, t2], src, tgt, layers=[5, 3], budget=0.01, steps=25)
+    with torch.no_grad():
+        parts = [
+            torch.linalg.vector_norm(
+                (t.features(joint.adversarial, k) - t.features(tgt, k)).flatten(1), dim=1)
+            for t, k in ((t1, 5), (t2, 3))
+        ]
+    torch.testing.assert_close(joint.distance, parts[0] + parts[1], atol=1e-4, rtol=1e-4)
+    assert bool((joint.distance < joint.start_distance).all())
+    single = mimicry_attack_ensemble([t1], src, tgt, layers=[5], budget=0.01, steps=25)
+    plain = mimicry_attack(t1, src, tgt, layer=5, budget=0.01, steps=25)
+    torch.testing.assert_close(single.adversarial, plain.adversarial, atol=0, rtol=0)
+
+
+# -------------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("budget", [0, -0.1, 1.5, float("nan")])
+def test_dssim_budget_outside_unit_interval_is_rejected(budget):
+    src, tgt = noise_pairs(1)
+    with pytest.raises(TlabError, match=r"outside \(0, 1\]"):
+        mimicry_attack(tiny_teacher(), src, tgt, layer=1, budget=budget, steps=1)
+
+
+@pytest.mark.parametrize("layer", [0, 6, 2.0])
+def test_layer_outside_the_stages_is_rejected_with_the_range(layer):
+    src, tgt = noise_pairs(1)
+    with pytest.raises(TlabError, match=r"valid range 1\.\.5"):
+        mimicry_attack(tiny_teacher(), src, tgt, layer=layer, budget=0.01, steps=1)
+
+
+def test_bad_images_are_rejected():
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(2)
+    cases = [
+        (src[:0], tgt[:0], "at least one image"),
+        (src, tgt[:1], "same length"),
+        (src[:, :1], tgt[:, :1], r"\(3, 32, 32\)"),
+        (src[..., :16, :16], tgt[..., :16, :16], r"\(3, 32, 32\)"),
+        (src * 3, tgt, r"outside \[0, 1\]"),
+        ((src * 255).to(torch.uint8), tgt, "float pixels"),
+    ]
+    for s, t, message in cases:
+        with pytest.raises(TlabError, match=message):
+            mimicry_attack(teacher, s, t, layer=1, budget=0.01, steps=1)
+
+
+def test_other_bad_arguments_are_rejected():
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(1)
+    with pytest.raises(UnknownNameError, match="dssim, l2"):
+        mimicry_attack(teacher, src, tgt, layer=1, budget=0.01, budget_kind="linf", steps=1)
+    with pytest.raises(TlabError, match="StagedModel"):
+        mimicry_attack(torch.nn.Identity(), src, tgt, layer=1, budget=0.01, steps=1)
+    with pytest.raises(TlabError, match="steps"):
+        mimicry_attack(teacher, src, tgt, layer=1, budget=0.01, steps=0)
+    with pytest.raises(TlabError, match="input_dropout"):
+        mimicry_attack(teacher, src, tgt, layer=1, budget=0.01, steps=1, input_dropout=1.0)
+    with pytest.raises(TlabError, match="one layer per teacher"):
+        mimicry_attack_ensemble([teacher, teacher], src, tgt, layers=[1], budget=0.01, steps=1)
+    with pytest.raises(TlabError, match="target_labels"):
+        targeted_success(teacher, src, torch.tensor([0, 1]))
+    with torch.inference_mode(), pytest.raises(TlabError, match="inference_mode"):
+        mimicry_attack(teacher, src, tgt, layer=1, budget=0.01, steps=1)
