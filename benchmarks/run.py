@@ -13,6 +13,7 @@ import argparse
 import torch
 
 import attacks  # benchmarks/attacks.py (the script's folder is on sys.path)
+import mimicry  # benchmarks/mimicry.py
 import training  # benchmarks/training.py
 
 
@@ -21,7 +22,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
-    rows = training.run(args.quick) + attacks.run(args.quick)
+    rows = training.run(args.quick) + attacks.run(args.quick) + mimicry.run(args.quick)
     print(f"{'benchmark':40s} {'tlab':>10s} {'baseline':>10s} {'ratio':>7s} {'goal':>6s}  baseline")
     for r in rows:
         status = "ok" if r["ratio"] >= r["goal"] else "BELOW GOAL"
