@@ -83,6 +83,20 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from tlab.sweep import run_sweep
+
+    report = run_sweep(args.notebook, args.grid, out_dir=args.out, workers=args.workers,
+                       scheduler=args.scheduler)
+    print(f"{len(report.ran)} ran, {len(report.skipped)} already complete, {len(report.failed)} "
+          f"failed in {report.seconds:.1f} s; summary: {report.files['html']}")
+    if report.failed:
+        print(f"tlab: {len(report.failed)} point(s) failed (see their result.json); run the same "
+              f"command again to retry them: {', '.join(report.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("keys", nargs="*")
     zoo.add_argument("--all", action="store_true", help="with clear: remove every entry")
     zoo.set_defaults(func=_cmd_zoo)
+    sweep = sub.add_parser("sweep", help="run a notebook over a parameter grid (papermill + Dask)")
+    sweep.add_argument("notebook", help="number or name of a lab notebook, or a path to a .ipynb")
+    sweep.add_argument("--grid", required=True, help="YAML grid file (format: tlab/sweep.py)")
+    sweep.add_argument("--out", help="output folder (default: runs/sweep-NOTEBOOK)")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: CPUs)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="use a running Dask cluster, e.g. tcp://127.0.0.1:8786")
+    sweep.set_defaults(func=_cmd_sweep)
     return parser
 
 
