@@ -25,19 +25,21 @@ def data_root() -> Path:
     return Path.cwd() / "data"
 
 
-def writable_dir(path: Path) -> Path:
+def writable_dir(path: Path, *, advice: str = "") -> Path:
     """Create ``path`` if needed and check that files can be written in it.
 
-    Raises :class:`DataFolderError` with the fix (``TLAB_DATA``) when it cannot.
+    Raises :class:`DataFolderError` with ``advice`` (by default: how to use ``TLAB_DATA``)
+    when it cannot.
     """
+    advice = advice or ("make it writable or point TLAB_DATA at a writable folder, "
+                        "e.g. TLAB_DATA=$HOME/tlab-data")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
         raise DataFolderError(
-            f"cannot write to {path} ({exc.strerror or exc}); make it writable or point "
-            f"TLAB_DATA at a writable folder, e.g. TLAB_DATA=$HOME/tlab-data"
+            f"cannot write to {path} ({exc.strerror or exc}); {advice}"
         ) from exc
     return path
 

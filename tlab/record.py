@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from importlib import metadata
 from numbers import Integral, Real
@@ -42,6 +41,7 @@ from typing import Any, Mapping
 
 import tlab
 from tlab.errors import TlabError
+from tlab.storage import atomic_write
 
 #: Environment variable naming the folder a notebook records into (set by the sweep).
 RECORD_DIR_ENV = "TLAB_RECORD_DIR"
@@ -54,22 +54,9 @@ _VERSIONED = ("torch", "torchvision", "numpy", "papermill", "dask", "distributed
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to a temporary file beside ``path``, fsync it, rename it over.
-
-    On any interruption before the rename the temporary file is removed and ``path`` is left
-    as it was.
-    """
-    text = json.dumps(data, indent=2, default=str)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as JSON atomically (:func:`tlab.storage.atomic_write`): an interruption
+    leaves ``path`` as it was."""
+    atomic_write(path, json.dumps(data, indent=2, default=str).encode())
 
 
 def read_complete(path: Path) -> dict[str, Any] | None:

@@ -90,7 +90,6 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +104,7 @@ from traitlets.config import Config
 from tlab.catalog import find_notebook
 from tlab.checks import check_positive_int
 from tlab.errors import TlabError
+from tlab.paths import writable_dir
 from tlab.record import (POINT_FILE, RECORD_DIR_ENV, RECORD_FILE, library_versions,
                          read_complete, write_json_atomic)
 
@@ -592,14 +592,7 @@ class SweepReport:
 
 
 def _output_dir(out_dir: Path) -> Path:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise TlabError(f"cannot write the sweep's output folder {out_dir} "
-                        f"({exc.strerror or exc}); choose another one with --out") from exc
-    return out_dir
+    return writable_dir(out_dir, advice="choose another output folder with --out")
 
 
 def _check_manifest(out_dir: Path, notebook: Path) -> None:
