@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -66,14 +65,3 @@ def test_zoo_list_and_clear(tlab_data, capsys):
     assert entry.key in capsys.readouterr().out
     assert cli.main(["zoo", "clear", entry.key]) == 0
     assert zoo.list_entries() == []
-
-
-def test_run_writes_executed_notebook_html_and_index(tmp_path):
-    out = tmp_path / "runs"
-    result = run_cli("run", "00", "--out", str(out))
-    assert result.returncode == 0, result.stderr[-2000:]
-    runs = json.loads((out / "runs.json").read_text())
-    assert [r["status"] for r in runs] == ["ok"]
-    page = (out / "00_start_here.html").read_text()
-    assert "plotly" in page.lower() and "Plotly.newPlot" in page
-    assert "00_start_here.html" in (out / "index.html").read_text()
