@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlab.data import class_balanced_subset, load_domain
 from tlab.defenses import (
     EnsembleModel,
     drop_pixels,
@@ -19,35 +18,18 @@ from tlab.defenses import (
 from tlab.errors import TlabError
 from tlab.metrics import predict
 from tlab.models import build_model
-from tlab.train import TrainConfig, fit, prepare_model
 
-VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}
+from conftest import SMALL_VGG as VGG
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def transfer(tmp_path_factory):
+def transfer(letters_and_digits, letters_teacher, deep_student):
     """A letters teacher and its deep-layer feature-extractor student on a few digits."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("data")))
-    letters = load_domain("letters", n_train=800, n_test=26)
-    digits = load_domain("digits")
-    mp.undo()
-    teacher = prepare_model("scratch", arch="vgg", num_classes=26, seed=0, arch_options=VGG)
-    fit(teacher, letters.train, None,
-        TrainConfig(epochs=5, batch_size=64, lr=3e-3, patience=None), progress=False)
-    few = class_balanced_subset(digits.train, 300, 0)
-    student = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
-                            frozen=teacher.num_stages, seed=0, arch_options=VGG)
-    fit(student, few, None, TrainConfig(epochs=6, batch_size=32, lr=1e-2, patience=None),
-        progress=False)
+    _, few, digits = letters_and_digits
+    teacher, student = letters_teacher(0), deep_student(0)
     return teacher, student, few, digits.test.floats()[:200]
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from tlab.data import class_balanced_subset, load_domain
 from tlab.errors import TlabError
 from tlab.fingerprint import (
     GINI_THRESHOLD,
@@ -16,41 +15,19 @@ from tlab.fingerprint import (
     student_gini,
 )
 from tlab.models import build_model
-from tlab.train import TrainConfig, fit, prepare_model
 
-VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}
+from conftest import SMALL_VGG as VGG
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def family(tmp_path_factory):
+def family(letters_and_digits, letters_teacher, deep_student):
     """Two letters teachers (different seeds) and a deep-layer digits student of each."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("data")))
-    letters = load_domain("letters", n_train=800, n_test=26)
-    digits = load_domain("digits")
-    mp.undo()
-    few = class_balanced_subset(digits.train, 300, 0)
-    teachers, students = [], []
-    for seed in (0, 1):
-        teacher = prepare_model("scratch", arch="vgg", num_classes=26, seed=seed,
-                                arch_options=VGG)
-        fit(teacher, letters.train, None,
-            TrainConfig(epochs=5, batch_size=64, lr=3e-3, patience=None, seed=seed),
-            progress=False)
-        student = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
-                                frozen=teacher.num_stages, seed=0, arch_options=VGG)
-        fit(student, few, None, TrainConfig(epochs=6, batch_size=32, lr=1e-2, patience=None),
-            progress=False)
-        teachers.append(teacher)
-        students.append(student)
+    digits = letters_and_digits[2]
+    teachers = [letters_teacher(seed) for seed in (0, 1)]
+    students = [deep_student(seed) for seed in (0, 1)]
     return teachers, students, digits.test.floats()[:20]
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from pytorch_msssim import ssim
 
-from tlab.data import class_balanced_subset, load_domain
 from tlab.errors import TlabError, UnknownNameError
 from tlab.mimicry import (
     dssim,
@@ -20,36 +19,22 @@ from tlab.mimicry import (
 from tlab.models import build_model
 from tlab.train import TrainConfig, fit, prepare_model
 
-VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}
+from conftest import SMALL_VGG as VGG
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CPU is shared with other test runs; one thread is also faster for these tiny nets."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(letters_and_digits, letters_teacher, deep_student):
     """A letters teacher, a deep-layer and a fully fine-tuned digits student, digit test data."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("data")))
-    letters = load_domain("letters", n_train=800, n_test=26)
-    digits = load_domain("digits")
-    mp.undo()
-    teacher = prepare_model("scratch", arch="vgg", num_classes=26, seed=0, arch_options=VGG)
-    fit(teacher, letters.train, None,
-        TrainConfig(epochs=5, batch_size=64, lr=3e-3, patience=None), progress=False)
-    few = class_balanced_subset(digits.train, 300, 0)
-    students = {}
-    for name, frozen, lr in (("deep", teacher.num_stages, 1e-2), ("full", 0, 3e-3)):
-        students[name] = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
-                                       frozen=frozen, seed=0, arch_options=VGG)
-        fit(students[name], few, None,
-            TrainConfig(epochs=6, batch_size=32, lr=lr, patience=None), progress=False)
+    _, few, digits = letters_and_digits
+    teacher = letters_teacher(0)
+    students = {"deep": deep_student(0)}
+    students["full"] = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
+                                     frozen=0, seed=0, arch_options=VGG)
+    fit(students["full"], few, None,
+        TrainConfig(epochs=6, batch_size=32, lr=3e-3, patience=None), progress=False)
     g = torch.Generator().manual_seed(0)
     x, y = digits.test.floats(), digits.test.labels
     i, j = torch.randperm(len(y), generator=g)[:24], torch.randperm(len(y), generator=g)[:24]
