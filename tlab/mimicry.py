@@ -267,7 +267,8 @@ def _to_tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 def _from_tanh(w: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(w) / TANH_SCALE + 0.5
+    # tanh saturates at +-1, where dividing by TANH_SCALE (< 2) overshoots [0, 1] by ~2.5e-7.
+    return (torch.tanh(w) / TANH_SCALE + 0.5).clamp(0.0, 1.0)
 
 
 def _search(start: torch.Tensor, distance_fn: DistanceFn, *, budget: float | None,

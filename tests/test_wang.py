@@ -1,0 +1,217 @@
+"""tlab.wang: recipes, pairs, cached attacks and argument checks of notebooks 09-11."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tlab import wang
+from tlab.architectures.parts import Parts
+from tlab.data import Domain, TensorSet
+from tlab.errors import TlabError, UnknownNameError
+from tlab.models import StagedModel, build_model
+from tlab.zoo import ZooEntry
+
+TINY = {"widths": [4, 4], "fc_width": 8}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def entry(model: StagedModel, key: str) -> ZooEntry:
+    return ZooEntry(key=key, model=model.eval(), meta={"metrics": {"test_accuracy": 1.0}},
+                    from_cache=True)
+
+
+def tiny_lab(n_test: int = 40, classes: int = 4) -> wang.WangLab:
+    """A lab of untrained tiny VGGs on random images (labels cycle over the classes)."""
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(n_test, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    labels = torch.arange(n_test) % classes
+    data = TensorSet(images, labels)
+    domain = Domain("toy", tuple(str(c) for c in range(classes)), data, data, {})
+    torch.manual_seed(0)
+    teacher = build_model("vgg", 6, **TINY)
+    students = {"deep": entry(build_model("vgg", classes, **TINY), "s-deep"),
+                "full": entry(build_model("vgg", classes, **TINY), "s-full")}
+    return wang.WangLab(teacher=entry(teacher, "t"), students=students,
+                        frozen={"deep": teacher.num_stages, "full": 0}, domain=domain, seed=0)
+
+
+@pytest.fixture
+def oracle(monkeypatch):
+    """Students that classify every test image correctly (predict returns the true labels)."""
+    def predict(model, x, **_):
+        lab_labels = oracle.labels
+        return lab_labels[: len(x)].to(x.device) if len(x) == len(lab_labels) else \
+            torch.zeros(len(x), dtype=torch.long)
+    oracle.labels = None
+    monkeypatch.setattr(wang, "predict", predict)
+    return oracle
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+@pytest.mark.parametrize("budget", [0, -0.1, 1.5, True, "0.01", float("nan")])
+def test_budget_outside_0_1_is_refused_with_the_range(budget):
+    with pytest.raises(TlabError, match=r"\(0, 1\]"):
+        wang.check_budget(budget)
+
+
+def test_valid_budgets_pass_and_l2_budgets_have_their_own_range():
+    assert wang.check_budget(1) == 1.0 and wang.check_budget(0.003) == 0.003
+    assert wang.check_budget(5.0, "l2") == 5.0
+    with pytest.raises(TlabError):
+        wang.check_budget(100.0, "l2")             # more than the whole image's L2 norm
+    with pytest.raises(UnknownNameError):
+        wang.check_budget(0.01, "linf")
+
+
+@pytest.mark.parametrize("layer", [0, 4, -1, True, 2.0])
+def test_layer_outside_the_teachers_stages_is_refused(layer):
+    teacher = build_model("vgg", 5, **TINY)                       # 3 stages
+    with pytest.raises(TlabError, match=r"1\.\.3"):
+        wang.check_layer(teacher, layer)
+    assert wang.check_layer(teacher, 3) == 3
+
+
+def test_student_whose_head_does_not_match_the_domain_is_refused():
+    teacher = build_model("vgg", 26, **TINY)
+    with pytest.raises(TlabError, match="10 classes"):
+        wang.check_student(teacher, build_model("vgg", 7, **TINY), 10)
+    with pytest.raises(TlabError, match="not copied"):
+        wang.check_student(teacher, build_model("vgg", 10, widths=[4, 4, 8], fc_width=8), 10)
+    with pytest.raises(TlabError, match="StagedModel"):
+        wang.check_student(teacher, nn.Linear(3, 10), 10)
+    student = build_model("vgg", 10, **TINY)
+    assert wang.check_student(teacher, student, 10) is student
+
+
+def test_attack_settings_are_checked_when_made():
+    with pytest.raises(TlabError):
+        wang.Attack(layer=1, budget=0.0, steps=10)
+    with pytest.raises(TlabError):
+        wang.Attack(layer=1, budget=0.01, steps=0)
+
+
+# ------------------------------------------------------------------------------------ recipes
+
+
+def test_student_kinds_map_to_frozen_stages():
+    assert [wang.frozen_layer(k, 5) for k in ("deep", "mid", "full")] == [5, 4, 0]
+    with pytest.raises(UnknownNameError):
+        wang.frozen_layer("shallow", 5)
+
+
+def test_teacher_and_student_specs_per_preset():
+    teacher = wang.teacher_spec("standard", seed=2)
+    assert (teacher.domain, teacher.arch, teacher.train.seed) == ("letters", "vgg", 2)
+    assert wang.num_stages(teacher) == 5
+    paper = wang.teacher_spec("paper")
+    assert paper.arch == "tv_resnet18" and paper.arch_options == {"weights": "imagenet"}
+    student = wang.student_spec(teacher, 4, "standard", seed=2)
+    assert (student.domain, student.frozen, student.source, student.strategy) == (
+        "digits", 4, teacher, "finetune")
+    assert wang.student_spec(teacher, 5, "standard").train.lr > student.train.lr
+    with pytest.raises(TlabError, match=r"0\.\.5"):
+        wang.student_spec(teacher, 6, "standard")
+    with pytest.raises(UnknownNameError):
+        wang.teacher_spec("huge")
+
+
+def test_the_lab_teacher_is_the_first_candidate_so_the_zoo_entry_is_shared():
+    candidates = wang.candidate_specs("quick", 3)
+    assert len(candidates) == 3
+    assert next(iter(candidates.values())).key() == wang.teacher_spec("quick", 0).key()
+    assert len({spec.key() for spec in candidates.values()}) == 3
+    for count in (1, 99):
+        with pytest.raises(TlabError):
+            wang.candidate_specs("quick", count)
+
+
+# ------------------------------------------------------------------------------------ pairs
+
+
+def test_pairs_join_images_of_different_classes_reproducibly(oracle):
+    lab = tiny_lab()
+    oracle.labels = lab.domain.test.labels
+    src, tgt = wang.attack_pairs(lab, 12, seed=3)
+    labels = lab.domain.test.labels
+    assert len(src) == len(tgt) == 12 and bool((labels[src] != labels[tgt]).all())
+    again = wang.attack_pairs(lab, 12, seed=3)
+    assert torch.equal(src, again[0]) and torch.equal(tgt, again[1])
+    assert not torch.equal(src, wang.attack_pairs(lab, 12, seed=4)[0])
+
+
+def test_an_empty_target_set_is_refused(oracle):
+    lab = tiny_lab()
+    oracle.labels = torch.full_like(lab.domain.test.labels, -1)      # every image misclassified
+    with pytest.raises(TlabError, match="no target set"):
+        wang.attack_pairs(lab, 4)
+    oracle.labels = lab.domain.test.labels
+    with pytest.raises(TlabError):
+        wang.attack_pairs(lab, 0)
+
+
+def test_crafted_images_respect_the_budget_and_come_back_from_the_cache(oracle, tlab_data,
+                                                                        monkeypatch):
+    lab = tiny_lab()
+    oracle.labels = lab.domain.test.labels
+    attack = wang.Attack(layer=3, budget=0.01, steps=5)
+    first = wang.crafted(lab, attack, 3)
+    inside = first["in_budget"]
+    assert first["adversarial"].shape == (3, 3, 32, 32)
+    assert bool((first["dssim"][inside] <= 0.01 + 1e-6).all())
+    assert float(first["adversarial"].min()) >= 0 and float(first["adversarial"].max()) <= 1
+    monkeypatch.setattr(wang, "mimicry_attack_ensemble",
+                        lambda *a, **k: pytest.fail("a cached attack was recomputed"))
+    second = wang.crafted(lab, attack, 3)
+    assert torch.equal(first["adversarial"], second["adversarial"])
+    with pytest.raises(TlabError, match="1..3"):
+        wang.crafted(lab, wang.Attack(layer=4, budget=0.01, steps=5), 3)
+
+
+# ------------------------------------------------------------------------------------ fingerprints
+
+
+def test_a_candidate_teacher_of_another_input_size_is_refused(tlab_data):
+    big = StagedModel("custom", Parts(stages=[("flat", nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 64 * 64, 8)))], head=nn.Linear(8, 4)))
+    lab = tiny_lab()
+    with pytest.raises(TlabError, match="3, 32, 32"):
+        wang.fingerprint_table({"64px": entry(big, "big")}, lab.students, n_images=1, steps=2)
+    with pytest.raises(TlabError):
+        wang.fingerprint_table({}, lab.students, n_images=1, steps=2)
+
+
+def test_an_ensemble_needs_two_teachers():
+    with pytest.raises(TlabError, match="at least 2"):
+        wang.ensemble_table([tiny_lab()], "deep", wang.Attack(layer=3, budget=0.01, steps=2),
+                            n_pairs=2)
+
+
+# ------------------------------------------------------------------------------------ figures
+
+
+def test_layer_figure_marks_each_students_frozen_layer():
+    rows = [{"layer": l, "budget": 0.01, "student": s, "frozen": k, "success": 0.1 * l}
+            for s, k in (("deep", 3), ("full", 0)) for l in (1, 2, 3)]
+    fig = wang.layer_figure(rows, budget=0.01, highlight=2)
+    assert [t.name for t in fig.data] == ["deep (K=3)", "full (K=0)"]
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert [s.x0 for s in lines] == [3]                    # K = 0 has no frozen layer to mark
+    assert list(fig.data[0].y) == pytest.approx([10, 20, 30])
+
+
+def test_gini_heatmap_ticks_only_cells_below_the_threshold():
+    fig = wang.gini_heatmap({"candidates": ["a", "b"], "students": ["a", "b"],
+                             "gini": [[0.05, 0.7], [0.4, 0.099]]})
+    ticks = [[("✔" in cell) for cell in row] for row in fig.data[0].text]
+    assert ticks == [[True, False], [False, True]]
