@@ -27,9 +27,9 @@ so the lab uses learning rate ``ATTACK_LR = 10`` (Adadelta's first steps are tin
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import filelock
@@ -41,7 +41,7 @@ import torch
 import tlab
 from tlab.attacks import pgd
 from tlab.checks import check_choice, check_eps, check_positive_int
-from tlab.data import Domain, TensorSet, load_domain
+from tlab.data import Domain, TensorSet, class_balanced_subset, load_domain
 from tlab.defenses import (
     EnsembleModel,
     dropout_vote_predict,
@@ -61,6 +61,7 @@ from tlab.mimicry import (
 )
 from tlab.models import StagedModel, build_model
 from tlab.paths import subdir
+from tlab.plots import image_grid
 from tlab.presets import by_preset, check_preset
 from tlab.results import cached_result
 from tlab.storage import atomic_write, recipe_hash
@@ -69,20 +70,39 @@ from tlab.zoo import ModelSpec, ZooEntry, get_or_train
 
 __all__ = [
     "ATTACK_LR",
+    "CANDIDATES",
     "NARROW_VGG",
+    "STUDENT_DOMAIN",
     "STUDENT_KINDS",
     "TEACHER_DOMAIN",
-    "STUDENT_DOMAIN",
     "Attack",
     "WangLab",
     "attack_pairs",
+    "candidate_specs",
     "check_budget",
+    "check_layer",
+    "check_student",
+    "convergence",
     "crafted",
+    "crafted_untargeted",
+    "dropout_table",
+    "ensemble_table",
+    "feature_scale",
+    "fingerprint_set",
+    "fingerprint_table",
     "frozen_layer",
+    "gini_heatmap",
+    "lab_training_set",
+    "layer_figure",
     "load_lab",
+    "neuron_distance_table",
+    "num_stages",
+    "pair_gallery",
+    "pgd_transfer_table",
     "student_spec",
     "targeted_table",
     "teacher_spec",
+    "untargeted_table",
 ]
 
 TEACHER_DOMAIN = "letters"
@@ -184,8 +204,8 @@ def student_spec(teacher: ModelSpec, frozen: int, preset: str, seed: int = 0) ->
     """A student on ``digits`` copied from ``teacher`` with its first ``frozen`` stages frozen.
 
     Every student sees the same data, all ~1,200 training digits, so that the kinds differ only
-    in what they freeze. A deep-layer feature extractor only trains a new linear classifier and gets a larger
-    learning rate; the others fine-tune more weights more gently.
+    in what they freeze. A deep-layer feature extractor only trains a new linear classifier
+    and gets a larger learning rate; the others fine-tune more weights, more gently.
     """
     stages = num_stages(teacher)
     if isinstance(frozen, bool) or not isinstance(frozen, int) or not 0 <= frozen <= stages:
@@ -278,7 +298,6 @@ def _tensor_cache(kind: str, recipe: dict[str, Any], compute) -> dict[str, torch
             try:
                 return safetensors.torch.load_file(str(path))
             except (OSError, safetensors.SafetensorError) as exc:
-                import warnings
                 warnings.warn(f"cached tensors {path.name} are unreadable ({exc}); recomputing",
                               RuntimeWarning, stacklevel=2)
         tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
@@ -502,8 +521,6 @@ def convergence(lab: WangLab, layer: int, budget: float, *, steps: int, n_pairs:
 def pair_gallery(lab: WangLab, images: Mapping[str, torch.Tensor], *, student: str,
                  show: int = 6, title: str = "") -> go.Figure:
     """Source, crafted image and target of the first ``show`` pairs, with the student's labels."""
-    from tlab.plots import image_grid
-
     model = lab.students[student].model
     test, classes = lab.domain.test, lab.domain.classes
     src, tgt = images["source"][:show], images["target"][:show]
@@ -701,8 +718,6 @@ def neuron_distance_table(lab: WangLab, kind: str, attack: Attack, thresholds: S
 
 def lab_training_set(lab: WangLab, kind: str) -> TensorSet:
     """The training images the student of ``kind`` was trained on (its zoo recipe's subset)."""
-    from tlab.data import class_balanced_subset
-
     spec = lab.students[kind].meta["spec"]
     train = lab.domain.train
     return train if spec["n"] is None else class_balanced_subset(train, spec["n"],
@@ -769,9 +784,9 @@ def layer_figure(rows: Sequence[Mapping[str, Any]], *, budget: float, highlight:
             continue
         colour = _COLOURS.get(name)
         k = mine[0]["frozen"]
-        fig.add_trace(go.Scatter(x=[r["layer"] for r in mine], y=[100 * r["success"] for r in mine],
-                                 mode="lines+markers", name=f"{name} (K={k})",
-                                 line=dict(color=colour)))
+        fig.add_trace(go.Scatter(x=[r["layer"] for r in mine],
+                                 y=[100 * r["success"] for r in mine], mode="lines+markers",
+                                 name=f"{name} (K={k})", line=dict(color=colour)))
         if k > 0:
             fig.add_vline(x=k, line=dict(color=colour, dash="dot", width=2))
     if highlight is not None:
