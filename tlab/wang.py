@@ -213,7 +213,7 @@ def student_spec(teacher: ModelSpec, frozen: int, preset: str, seed: int = 0) ->
     lr = 1e-2 if frozen == stages else 3e-3
     return ModelSpec(domain=STUDENT_DOMAIN, arch=teacher.arch, arch_options=teacher.arch_options,
                      strategy="finetune", source=teacher, frozen=frozen,
-                     train=TrainConfig(epochs=by_preset(preset, quick=6, standard=10, paper=20),
+                     train=TrainConfig(epochs=by_preset(preset, quick=4, standard=10, paper=20),
                                        batch_size=32, lr=lr, patience=None, val_fraction=0.0,
                                        seed=seed))
 
