@@ -381,6 +381,10 @@ def crafted_untargeted(lab: WangLab, attack: Attack, n_sources: int, n_guides: i
     labels = lab.domain.test.labels
     g = torch.Generator().manual_seed(int(seed) + 7919)
     chosen_classes = torch.randperm(classes, generator=g)[:n_guides]
+    missing = [c for c in chosen_classes.tolist() if not bool((labels[pool] == c).any())]
+    if missing:
+        raise TlabError(f"no correctly classified test image of class(es) {missing} to guide the "
+                        "non-targeted attack; use fewer guides or better-trained students")
     guides = torch.stack([pool[labels[pool] == c][torch.randint(
         int((labels[pool] == c).sum()), (1,), generator=g)][0] for c in chosen_classes.tolist()])
     check_layer(lab.teacher.model, attack.layer)
@@ -669,7 +673,7 @@ def feature_scale(lab: WangLab, layer: int) -> float:
 
 def neuron_distance_table(lab: WangLab, kind: str, attack: Attack, thresholds: Sequence[float],
                           *, n_pairs: int, pair_seed: int = 0, epochs: int = 10,
-                          fingerprint_images_n: int = 2, fingerprint_steps: int = 300,
+                          n_prints: int = 2, fingerprint_steps: int = 300,
                           seed: int = 0) -> list[dict[str, Any]]:
     """Neuron-distance retraining (Sec. 6.2, Fig. 8) at several thresholds (cached).
 
@@ -686,11 +690,11 @@ def neuron_distance_table(lab: WangLab, kind: str, attack: Attack, thresholds: S
         raise TlabError(f"thresholds={thresholds} must be >= 0 (multiples of the feature scale)")
     recipe = {"student": student.key, "teacher": lab.teacher.key, "attack": attack.recipe(),
               "thresholds": thresholds, "n": n_pairs, "pair_seed": pair_seed, "epochs": epochs,
-              "fp": [fingerprint_images_n, fingerprint_steps], "seed": seed}
+              "fp": [n_prints, fingerprint_steps], "seed": seed}
 
     def compute() -> list[dict[str, Any]]:
         adv = crafted(lab, attack, n_pairs, pair_seed)
-        prints = fingerprint_set(lab.teacher, fingerprint_images_n, steps=fingerprint_steps,
+        prints = fingerprint_set(lab.teacher, n_prints, steps=fingerprint_steps,
                                  seed=seed)["images"]
         scale = feature_scale(lab, attack.layer)
         test = lab.domain.test
