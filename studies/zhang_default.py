@@ -22,8 +22,8 @@ and measures on B's test set, for every FGSM eps (in [0, 1] pixel units: half of
   it was not fine-tuned from) to separate "crafted on my own source" from "crafted on any model
   of domain A";
 - gamma = (a_b - a_w) / a_w (Sec. 3.5, Fig. 5; Z4),
-- the same for ``A on B``: model A itself applied to B's test set (when A and B share the label
-  set), i.e. what B would be with no fine-tuning at all; its gamma is 0 by construction,
+- the same for ``A on B``: model A itself applied to B's test set (A and B share their classes),
+  i.e. what B would be with no fine-tuning at all; its gamma is 0 by construction,
 - mean and median input-gradient norm ``||grad_x CE||_2`` over the test set (Sec. 7; Z6),
 
 then prints mean +- std over seeds, the claims Z1-Z6 with per-seed agreement counts, and wall
@@ -108,7 +108,6 @@ class Setup:
     train_b: TrainConfig
     eps: tuple[float, ...] = DEFAULT_EPS
     arch: str = "dtn"
-    a_on_b: bool = True
     c_seed: int | None = None
 
     def specs(self, seed: int) -> dict[str, ModelSpec]:
@@ -204,9 +203,7 @@ def run_seed(setup: Setup, seed: int, next_seed: int | None, *, progress: bool
     ev = Evaluator(test.floats(), test.labels, setup.eps)
     rows = [{"seed": seed, "model": role, **times[role]} for role in ("A", "C", "A_ci")
             if role in specs]
-    roles = [r for r in specs if r not in ("A", "C", "A_ci")]
-    if setup.a_on_b:
-        roles.insert(0, "A")
+    roles = ["A"] + [r for r in specs if r not in ("A", "C", "A_ci")]  # "A" = A on B
     for role in roles:
         attackers = {"bb": models[attacker_of(role)]}
         if other_a is not None and role != "CommonInit":
@@ -430,13 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.common is not None:
         common = None if args.common == "none" else args.common
     eps = tuple(e / 255 for e in args.eps)
-    same_labels = _classes(source) == _classes(target)
+    if _classes(source) != _classes(target):
+        raise SystemExit("domains A and B must share their classes: the black-box attack feeds "
+                         "A's examples to B and compares labels (Zhang et al. 2020, Sec. 3.4.2)")
     per_nb: dict[int, dict[str, list[dict[str, Any]]]] = {}
     start_all = time.perf_counter()
     for n_b in args.n_b:
         setup = Setup(source=source, target=target, common=common, n_a=args.n_a, n_c=args.n_c,
                       n_b=n_b, frozen=tuple(args.frozen), train_a=train_config(args, "a"),
-                      train_b=train_config(args, "b"), eps=eps, a_on_b=same_labels,
+                      train_b=train_config(args, "b"), eps=eps,
                       c_seed=args.c_seed)
         rows = []
         for i, seed in enumerate(args.seeds):
