@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
 from tlab.data import Domain, domain_gallery_arrays
+from tlab.metrics import minmax_normalise_columns
 
 
 def setup_plotly() -> None:
@@ -91,3 +93,37 @@ def attack_gallery(x: torch.Tensor, x_adv: torch.Tensor, clean_pred: Sequence[st
     titles = ([f"clean: {p}" for p in clean_pred] + [f"adv: {p}" for p in adv_pred]
               + ["perturbation"] * n)
     return image_grid(images, titles, columns=n, title=title, size=110)
+
+
+def normalised_heatmap(table: pd.DataFrame, *, title: str = "", row_breaks: Sequence[int] = (),
+                       column_breaks: Sequence[int] = (), percent: bool = True) -> go.Figure:
+    """A table drawn as a heatmap with every column min-max normalised on its own.
+
+    Davchev et al. (2019, Figs. 2-5) show results this way: in each column the lowest value
+    becomes 0 and the highest 1, so colours compare rows within a column (an attack), not across
+    columns. Cells show the normalised value, the hover the raw one; each column header carries
+    its raw range (in % when ``percent``). ``row_breaks`` / ``column_breaks`` draw separating
+    lines after those row / column positions (0-based), like the paper's red lines.
+    """
+    scaled = minmax_normalise_columns(table.astype(float))
+    raw = table.to_numpy(dtype=float) * (100 if percent else 1)
+    unit = "%" if percent else ""
+    headers = [f"{c}<br>{np.nanmin(raw[:, j]):.1f}-{np.nanmax(raw[:, j]):.1f}{unit}"
+               for j, c in enumerate(table.columns)]
+    rows = [str(r) for r in table.index]
+    fig = go.Figure(go.Heatmap(
+        z=scaled.to_numpy(), x=headers, y=rows, customdata=raw, zmin=0, zmax=1,
+        colorscale="Viridis", text=np.round(scaled.to_numpy(), 2), texttemplate="%{text}",
+        hovertemplate=f"%{{y}}<br>%{{x}}<br>%{{customdata:.1f}}{unit}<extra></extra>",
+        colorbar=dict(title="normalised")))
+    lines = [dict(type="line", xref="paper", x0=0, x1=1, y0=i + 0.5, y1=i + 0.5)
+             for i in row_breaks]
+    lines += [dict(type="line", yref="paper", y0=0, y1=1, x0=j + 0.5, x1=j + 0.5)
+              for j in column_breaks]
+    for line in lines:
+        fig.add_shape(**line, line=dict(color="red", width=2))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(side="top")
+    fig.update_layout(title=title, height=140 + 28 * len(rows), width=760,
+                      margin=dict(l=10, r=10, t=110, b=10))
+    return fig
