@@ -56,10 +56,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from tlab.attacks import fgsm
-from tlab.data import load_domain
+from tlab.data import load_domain, parse_domain
 from tlab.metrics import gamma, input_gradient_norms, predict
 from tlab.train import TrainConfig
 from tlab.zoo import ModelSpec, get_or_train
@@ -79,18 +78,6 @@ SETUPS: dict[str, tuple[str, str, str | None]] = {
     "syngrey2syngrey": ("syndigits:colour=false", "syndigits:colour=false,seed=1,n_test=1000",
                         "letters:colour=false"),
 }
-
-
-def parse_domain(text: str) -> tuple[str, dict[str, Any]]:
-    """``"syndigits:colour=false,seed=1"`` -> ``("syndigits", {"colour": False, "seed": 1})``."""
-    name, _, rest = text.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"domain parameter {item!r} in {text!r} must look like key=value")
-        params[key.strip()] = yaml.safe_load(value)
-    return name.strip(), params
 
 
 @dataclass(frozen=True)

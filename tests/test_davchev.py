@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tlab import davchev, plots
+from tlab.claims import paired_claim
 from tlab.davchev import Network
 from tlab.errors import TlabError
 from tlab.metrics import blackbox_accuracy
@@ -107,13 +108,13 @@ def test_evaluation_matches_tlab_metrics_and_is_cached(tiny, monkeypatch):
 
 
 def test_paired_claim_needs_a_consistent_positive_difference():
-    consistent = davchev.paired_claim("X", "a beats b", [0.6, 0.7, 0.65], [0.5, 0.6, 0.6],
+    consistent = paired_claim("X", "a beats b", [0.6, 0.7, 0.65], [0.5, 0.6, 0.6],
                                       what="acc", seeds=[0, 1, 2])
-    mixed = davchev.paired_claim("X", "a beats b", [0.9, 0.4, 0.5], [0.5, 0.6, 0.6],
+    mixed = paired_claim("X", "a beats b", [0.9, 0.4, 0.5], [0.5, 0.6, 0.6],
                                  what="acc", seeds=[0, 1, 2])
     assert consistent.holds and not mixed.holds and "n=3" in consistent.measured
     with pytest.raises(TlabError):
-        davchev.paired_claim("X", "s", [0.1, 0.2], [0.1], what="acc", seeds=[0, 1])
+        paired_claim("X", "s", [0.1, 0.2], [0.1], what="acc", seeds=[0, 1])
 
 
 def test_normalised_heatmap_scales_every_column_to_its_own_range():

@@ -32,7 +32,8 @@ def test_a_corrupt_result_is_recomputed_with_a_warning(tlab_data):
 
 def test_mean_spread_and_claims_table():
     assert mean_spread([0.5, 0.7]) == "60.0% ± 14.1 (n=2)"
-    assert mean_spread([2.0], percent=False) == "2.0 ± 0.0 (n=1)"
+    assert mean_spread([2.0], percent=False) == "2 ± 0 (n=1)"
+    assert mean_spread([0.1234, 0.2], percent=False) == "0.162 ± 0.054 (n=2)"
     table = claims_table([Claim("Z1", "FT beats Scratch", "80% vs 70%", True, "FT > Scratch"),
                           Claim("Z2", "more robust", "50% vs 60%", False)])
     assert list(table["verdict"]) == ["holds", "does not hold"]

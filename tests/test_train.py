@@ -103,6 +103,26 @@ def test_early_stopping_keeps_the_best_validation_epoch(digits):
         assert len(result.history) - result.best_epoch == cfg.patience
 
 
+def test_ties_in_validation_accuracy_are_broken_by_validation_loss(digits):
+    """With 10 validation images accuracy plateaus; the kept epoch must be the lowest-loss one
+    among the best-accuracy epochs, not simply the first of them."""
+    train, val = train_val_split(class_balanced_subset(digits.train, 200, seed=0), 0.05, seed=0)
+    assert len(val) == 10
+    model = build_model("dtn", 10)
+    cfg = TrainConfig(epochs=15, patience=None, batch_size=32, seed=0)
+    result = fit(model, train, val, cfg, device="cpu", progress=False)
+    history = result.history
+    best_acc = max(row["val_accuracy"] for row in history)
+    tied = [row for row in history if row["val_accuracy"] == best_acc]
+    assert len(tied) > 1, "this test needs a plateau of equal validation accuracy"
+    kept = min(tied, key=lambda row: row["val_loss"])
+    assert result.best_epoch == kept["epoch"]
+    assert result.best_epoch != tied[0]["epoch"] or len({r["val_loss"] for r in tied}) == 1
+    logits = model(val.floats())
+    assert torch.nn.functional.cross_entropy(logits, val.labels).item() == pytest.approx(
+        kept["val_loss"], rel=1e-4)
+
+
 def test_fgsm_adversarial_training_makes_the_model_more_robust(digits):
     eps = 16 / 255
     train = class_balanced_subset(digits.train, 500, seed=0)

@@ -13,13 +13,17 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from tlab.errors import TlabError
+
 
 def mean_spread(values: Sequence[float], *, percent: bool = True) -> str:
-    """``"mean ± std (n=k)"`` of seed-wise values, in percent by default."""
+    """``"mean ± std (n=k)"`` of seed-wise values: percent with one decimal by default, else
+    three significant digits (gradient norms, Gini coefficients)."""
     array = np.asarray(values, dtype=float) * (100 if percent else 1)
     spread = array.std(ddof=1) if len(array) > 1 else 0.0
-    unit = "%" if percent else ""
-    return f"{array.mean():.1f}{unit} ± {spread:.1f} (n={len(array)})"
+    if percent:
+        return f"{array.mean():.1f}% ± {spread:.1f} (n={len(array)})"
+    return f"{array.mean():.3g} ± {spread:.2g} (n={len(array)})"
 
 
 @dataclass(frozen=True)
@@ -38,3 +42,24 @@ def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
     return pd.DataFrame([{
         "claim": f"{c.code}: {c.statement}", "measured": c.measured, "rule": c.rule,
         "verdict": "holds" if c.holds else "does not hold"} for c in claims]).set_index("claim")
+
+
+def paired_claim(code: str, statement: str, better: Sequence[float], worse: Sequence[float], *,
+                 what: str, seeds: Sequence[int], percent: bool = True) -> Claim:
+    """A claim "``better`` > ``worse``" tested on seed-paired measurements.
+
+    Rule: the mean of the per-seed differences is positive and larger than its standard error
+    (standard deviation / sqrt(number of seeds)); with one seed, simply positive. ``percent``
+    formats the numbers as percentages (accuracies); False for other quantities.
+    """
+    better_a, worse_a = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
+    if better_a.shape != worse_a.shape or better_a.size == 0:
+        raise TlabError("paired_claim needs one measurement per seed on both sides")
+    diff = better_a - worse_a
+    sem = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else 0.0
+    return Claim(code, statement,
+                 f"{what}: {mean_spread(better_a, percent=percent)} vs "
+                 f"{mean_spread(worse_a, percent=percent)}; "
+                 f"difference {mean_spread(diff, percent=percent)} (seeds {list(seeds)})",
+                 bool(diff.mean() > 0 and diff.mean() > sem),
+                 "mean paired difference > 0 and > its standard error")

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.datasets as tvd
+import yaml
 from torchvision.datasets.utils import extract_archive
 
 from tlab import paths, render
@@ -539,6 +540,25 @@ def _restrict(classes: tuple[str, ...], train: Split, test: Split, subset: list[
     table[subset] = torch.arange(len(subset))
     return (tuple(classes[i] for i in subset), TensorSet(*_apply_table(train, table)),
             TensorSet(*_apply_table(test, table)))
+
+
+def parse_domain(text: str) -> tuple[str, dict[str, Any]]:
+    """``"syndigits:colour=false,seed=1"`` -> ``("syndigits", {"colour": False, "seed": 1})``.
+
+    The short form notebooks' parameters and the command line use for a domain with its
+    parameters; values are read as YAML scalars. ``load_domain`` checks names and values.
+    """
+    name, _, rest = str(text).partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TlabError(f"domain parameter {item!r} in {text!r} must look like key=value, "
+                            "e.g. 'syndigits:colour=false,seed=1'")
+        params[key.strip()] = yaml.safe_load(value)
+    if not name.strip():
+        raise TlabError(f"{text!r} names no domain; `python -m tlab domains` lists them")
+    return name.strip(), params
 
 
 def load_domain(name: str, **params: Any) -> Domain:

@@ -48,7 +48,7 @@ import torch
 
 from tlab.attacks import fgsm, make_attack, pgd
 from tlab.checks import check_choice
-from tlab.claims import Claim, mean_spread
+
 from tlab.errors import TlabError
 from tlab.evaluate import EvalSet
 from tlab.metrics import accuracy, adversarial_accuracy, predict
@@ -425,22 +425,3 @@ def _eps_index(grid: Sequence[float], eps: float) -> int:
             return i
     choices = ", ".join(f"{v * 255:.2f}/255" for v in grid)
     raise TlabError(f"eps={eps!r} was not evaluated; the evaluated eps are {choices}")
-
-
-def paired_claim(code: str, statement: str, better: Sequence[float], worse: Sequence[float], *,
-                 what: str, seeds: Sequence[int]) -> Claim:
-    """A claim "``better`` > ``worse``" tested on seed-paired measurements.
-
-    Rule: the mean of the per-seed differences is positive and larger than its standard error
-    (standard deviation / sqrt(number of seeds)); with one seed, simply positive.
-    """
-    better_a, worse_a = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
-    if better_a.shape != worse_a.shape or better_a.size == 0:
-        raise TlabError("paired_claim needs one measurement per seed on both sides")
-    diff = better_a - worse_a
-    sem = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else 0.0
-    return Claim(code, statement,
-                 f"{what}: {mean_spread(better_a)} vs {mean_spread(worse_a)}; "
-                 f"difference {mean_spread(diff)} (seeds {list(seeds)})",
-                 bool(diff.mean() > 0 and diff.mean() > sem),
-                 "mean paired difference > 0 and > its standard error")

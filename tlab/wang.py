@@ -28,17 +28,13 @@ so the lab uses learning rate ``ATTACK_LR = 10`` (Adadelta's first steps are tin
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import filelock
 import numpy as np
 import plotly.graph_objects as go
-import safetensors.torch
 import torch
 
-import tlab
 from tlab.attacks import pgd
 from tlab.checks import check_choice, check_eps, check_positive_int
 from tlab.data import Domain, TensorSet, class_balanced_subset, load_domain
@@ -60,11 +56,9 @@ from tlab.mimicry import (
     mimicry_untargeted,
 )
 from tlab.models import StagedModel, build_model
-from tlab.paths import subdir
 from tlab.plots import image_grid
 from tlab.presets import by_preset, check_preset
-from tlab.results import cached_result
-from tlab.storage import atomic_write, recipe_hash
+from tlab.results import cached_result, cached_tensors
 from tlab.train import TrainConfig
 from tlab.zoo import ModelSpec, ZooEntry, get_or_train
 
@@ -288,23 +282,6 @@ def attack_pairs(lab: WangLab, n: int, seed: int = 0) -> tuple[torch.Tensor, tor
     return src[keep], tgt[keep]
 
 
-def _tensor_cache(kind: str, recipe: dict[str, Any], compute) -> dict[str, torch.Tensor]:
-    """Like :func:`tlab.results.cached_result`, for tensors (stored as safetensors, no pickle)."""
-    folder = subdir("results")
-    key = recipe_hash({"kind": kind, "recipe": recipe, "tlab_version": tlab.__version__})
-    path = folder / f"{kind}-{key}.safetensors"
-    with filelock.FileLock(str(folder / f"{kind}-{key}.lock")):
-        if path.exists():
-            try:
-                return safetensors.torch.load_file(str(path))
-            except (OSError, safetensors.SafetensorError) as exc:
-                warnings.warn(f"cached tensors {path.name} are unreadable ({exc}); recomputing",
-                              RuntimeWarning, stacklevel=2)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
-        atomic_write(path, safetensors.torch.save(tensors))
-    return tensors
-
-
 @dataclass(frozen=True)
 class Attack:
     """Settings of one mimicry run: the layer K, the budget P and the optimiser.
@@ -361,7 +338,7 @@ def crafted(lab: WangLab, attack: Attack, n_pairs: int, pair_seed: int = 0, *,
                 "start_distance": result.start_distance, "dssim": result.dssim,
                 "l2": result.l2, "in_budget": result.in_budget}
 
-    return _tensor_cache("wang-mimicry", recipe, compute)
+    return cached_tensors("wang-mimicry", recipe, compute)
 
 
 def crafted_untargeted(lab: WangLab, attack: Attack, n_sources: int, n_guides: int = 5,
@@ -401,7 +378,7 @@ def crafted_untargeted(lab: WangLab, attack: Attack, n_sources: int, n_guides: i
                 "guide": guides[result.target_index.cpu()], "distance": result.distance,
                 "dssim": result.dssim, "l2": result.l2, "in_budget": result.in_budget}
 
-    return _tensor_cache("wang-untargeted", recipe, compute)
+    return cached_tensors("wang-untargeted", recipe, compute)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +560,7 @@ def fingerprint_set(candidate: ZooEntry, n_images: int, *, steps: int,
 
     if not isinstance(candidate, ZooEntry):
         raise TlabError("a candidate must be a ZooEntry (tlab.zoo.get_or_train)")
-    return _tensor_cache("wang-fingerprint-images", recipe, compute)
+    return cached_tensors("wang-fingerprint-images", recipe, compute)
 
 
 def fingerprint_table(candidates: Mapping[str, ZooEntry], students: Mapping[str, ZooEntry], *,

@@ -48,14 +48,18 @@ from tlab.paths import subdir
 from tlab.storage import atomic_write, recipe_hash
 from tlab.train import STRATEGIES, TrainConfig, fit, prepare_model
 
-ZOO_FORMAT = 1
+#: Bumped whenever training changes in a way a spec cannot see (2: early-stopping tie-break on
+#: validation loss), so models trained by older code are never reused.
+ZOO_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything that makes a trained model; two equal specs give the same zoo entry.
 
-    ``n=None`` trains on the whole training split of the domain. ``source`` is the spec of model
+    ``n=None`` trains on the whole training split of the domain. ``n`` counts the images
+    *before* the validation split: with ``train.val_fraction=0.1``, ``n=100`` trains on 90
+    images and early-stops on the other 10. ``source`` is the spec of model
     A (``finetune``) or C (``commoninit``). ``frozen`` counts the leading stages that keep the
     source's weights (see ``tlab.models.freeze``).
     """
