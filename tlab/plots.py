@@ -127,3 +127,101 @@ def normalised_heatmap(table: pd.DataFrame, *, title: str = "", row_breaks: Sequ
     fig.update_layout(title=title, height=140 + 28 * len(rows), width=760,
                       margin=dict(l=10, r=10, t=110, b=10))
     return fig
+
+
+# ------------------------------------------------------------------ distributions and panels
+
+
+def _palette(names: Sequence[str]) -> dict[str, str]:
+    """One colour per name, in order, from plotly's default qualitative palette."""
+    colours = px.colors.qualitative.Plotly
+    return {name: colours[i % len(colours)] for i, name in enumerate(dict.fromkeys(names))}
+
+
+def histograms(groups: Mapping[str, Sequence[float]], *, x_title: str, title: str = "",
+               bins: int = 40, log_x: bool = False, medians: bool = True) -> go.Figure:
+    """Overlaid histograms of several groups of values, as outlined and lightly filled steps.
+
+    Every group shares the same bin edges (log-spaced when ``log_x``, for heavy-tailed values
+    such as input-gradient norms, Zhang et al. 2020, Fig. 10) and is normalised to the fraction
+    of *its own* values, so groups of different sizes compare. A log axis cannot show values
+    <= 0: they are left out and counted in the group's legend entry. ``medians`` adds a dotted
+    vertical line at each group's median (of the values shown).
+    """
+    shown = {}
+    for name, values in groups.items():
+        array = np.asarray(values, dtype=float)
+        array = array[np.isfinite(array)]
+        kept = array[array > 0] if log_x else array
+        label = f"{name} (n={len(kept)})"
+        if len(kept) < len(array):
+            label += f", {len(array) - len(kept)} values <= 0 not shown"
+        shown[name] = (kept, label)
+    everything = np.concatenate([v for v, _ in shown.values()] + [np.zeros(0)])
+    fig = go.Figure()
+    if everything.size:
+        lo, hi = float(everything.min()), float(everything.max())
+        if hi <= lo:
+            hi = lo + (abs(lo) or 1.0) * 1e-3
+        edges = (np.geomspace(lo, hi, bins + 1) if log_x else np.linspace(lo, hi, bins + 1))
+        colours = _palette(list(shown))
+        for name, (values, label) in shown.items():
+            counts, _ = np.histogram(values, bins=edges)
+            fraction = counts / max(len(values), 1)
+            fig.add_trace(go.Scatter(
+                x=edges, y=np.append(fraction, fraction[-1]), mode="lines", line_shape="hv",
+                fill="tozeroy", name=label, legendgroup=name, opacity=0.6,
+                line=dict(color=colours[name], width=2)))
+            if medians and len(values):
+                fig.add_vline(x=float(np.median(values)), line_dash="dot",
+                              line_color=colours[name])
+    fig.update_xaxes(type="log" if log_x else "linear", title=x_title)
+    fig.update_layout(title=title, yaxis_title="fraction of the group", height=400)
+    return fig
+
+
+def mean_curves(x: Sequence[float], series: Mapping[str, Sequence[Sequence[float]]], *,
+                x_title: str, y_title: str, title: str = "", percent: bool = True) -> go.Figure:
+    """Like :func:`curves` for repeated measurements: one row per seed, drawn as the mean with
+    error bars of one standard deviation over the rows (none for a single row)."""
+    fig = go.Figure()
+    for name, rows in series.items():
+        array = np.asarray(rows, dtype=float).reshape(-1, len(x)) * (100 if percent else 1)
+        spread = array.std(axis=0, ddof=1) if len(array) > 1 else np.zeros(len(x))
+        fig.add_trace(go.Scatter(
+            x=list(x), y=array.mean(axis=0), mode="lines+markers", name=name,
+            error_y=dict(type="data", array=spread, visible=len(array) > 1)))
+    fig.update_layout(title=title, xaxis_title=x_title,
+                      yaxis_title=f"{y_title} (%)" if percent else y_title, height=400)
+    return fig
+
+
+def side_by_side(figures: Sequence[go.Figure], *, titles: Sequence[str] = (), title: str = "",
+                 shared_y: bool = False, height: int = 420) -> go.Figure:
+    """Several figures as panels of one row. Traces keep their names; a name gets the same
+    colour in every panel and a single legend entry (clicking it toggles it everywhere).
+    Only traces and axis titles / types are copied: add shapes (lines, bands) to the result."""
+    from plotly.subplots import make_subplots
+
+    titles = list(titles) or [f.layout.title.text or "" for f in figures]
+    fig = make_subplots(rows=1, cols=len(figures), subplot_titles=titles, shared_yaxes=shared_y)
+    colours = _palette([t.name for f in figures for t in f.data if t.name])
+    seen: set[str] = set()
+    for col, panel in enumerate(figures, start=1):
+        for trace in panel.data:
+            trace = go.Figure(trace).data[0]  # a copy: the source figure is left unchanged
+            colour = colours.get(trace.name)
+            if colour and "line" in trace:
+                trace.line.color = trace.line.color or colour
+            if colour and "marker" in trace:
+                trace.marker.color = trace.marker.color or colour
+            trace.legendgroup = trace.name
+            trace.showlegend = trace.name not in seen
+            seen.add(trace.name)
+            fig.add_trace(trace, row=1, col=col)
+        fig.update_xaxes(title=panel.layout.xaxis.title.text, type=panel.layout.xaxis.type,
+                         row=1, col=col)
+        fig.update_yaxes(title=panel.layout.yaxis.title.text, type=panel.layout.yaxis.type,
+                         row=1, col=col)
+    fig.update_layout(title=title, height=height)
+    return fig

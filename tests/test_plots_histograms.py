@@ -1,0 +1,60 @@
+"""Plot helpers for distributions and multi-panel figures (tlab.plots, notebooks 04 and 06)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tlab import plots
+
+
+def test_histograms_share_edges_and_normalise_each_group_to_its_own_size():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(0, 1, 50), rng.normal(2, 1, 500)
+    fig = plots.histograms({"small": small, "large": large}, x_title="value", bins=12)
+    a, b = fig.data
+    assert list(a.x) == list(b.x) and len(a.x) == 13
+    for trace in (a, b):
+        assert sum(trace.y[:-1]) == pytest.approx(1.0)  # the last step only closes the outline
+    assert a.x[0] == pytest.approx(min(small.min(), large.min()))
+    assert a.x[-1] == pytest.approx(max(small.max(), large.max()))
+    medians = sorted(shape.x0 for shape in fig.layout.shapes)
+    assert medians == pytest.approx(sorted([np.median(small), np.median(large)]))
+
+
+def test_log_histograms_use_geometric_bins_and_count_what_they_cannot_show():
+    values = [0.0, -1.0, 0.01, 0.1, 1.0, 100.0, float("nan")]
+    fig = plots.histograms({"norms": values}, x_title="norm", bins=4, log_x=True, medians=False)
+    (trace,) = fig.data
+    assert fig.layout.xaxis.type == "log" and not fig.layout.shapes
+    ratios = np.asarray(trace.x[1:]) / np.asarray(trace.x[:-1])
+    assert ratios == pytest.approx(np.full(4, 10.0))
+    assert "n=4" in trace.name and "2 values <= 0 not shown" in trace.name
+    assert sum(trace.y[:-1]) == pytest.approx(1.0)
+
+
+def test_mean_curves_draw_the_mean_and_one_standard_deviation_over_rows():
+    rows = [[0.9, 0.5], [0.7, 0.3], [0.8, 0.1]]
+    fig = plots.mean_curves([2, 4], {"FT": rows, "one seed": [[0.5, 0.25]]},
+                            x_title="eps", y_title="accuracy")
+    ft, single = fig.data
+    assert list(ft.y) == pytest.approx([80.0, 30.0])
+    assert list(ft.error_y.array) == pytest.approx(list(100 * np.std(rows, axis=0, ddof=1)))
+    assert ft.error_y.visible and not single.error_y.visible
+    assert list(single.y) == pytest.approx([50.0, 25.0])
+
+
+def test_side_by_side_keeps_one_colour_and_one_legend_entry_per_name():
+    left = plots.curves([1, 2], {"Scratch": [0.1, 0.2], "FT": [0.3, 0.4]}, x_title="x",
+                        y_title="y")
+    right = plots.curves([1, 2], {"FT": [0.5, 0.6], "A on B": [0.7, 0.8]}, x_title="x",
+                         y_title="gamma", percent=False)
+    fig = plots.side_by_side([left, right], titles=["black-box", "gamma"])
+    assert [t.name for t in fig.data] == ["Scratch", "FT", "FT", "A on B"]
+    assert [t.showlegend for t in fig.data] == [True, True, False, True]
+    ft_left, ft_right = fig.data[1], fig.data[2]
+    assert ft_left.line.color == ft_right.line.color
+    assert len({t.line.color for t in fig.data}) == 3
+    assert (ft_left.xaxis, ft_right.xaxis) == ("x", "x2")
+    assert fig.layout.yaxis2.title.text == "gamma"
+    assert left.data[1].line.color is None and not left.data[1].legendgroup  # source untouched
