@@ -58,3 +58,13 @@ def test_side_by_side_keeps_one_colour_and_one_legend_entry_per_name():
     assert (ft_left.xaxis, ft_right.xaxis) == ("x", "x2")
     assert fig.layout.yaxis2.title.text == "gamma"
     assert left.data[1].line.color is None and not left.data[1].legendgroup  # source untouched
+
+
+def test_side_by_side_merges_histogram_groups_whose_names_carry_counts():
+    left = plots.histograms({"fooled": [1.0, 2.0], "resisted": [0.5]}, x_title="norm")
+    right = plots.histograms({"fooled": [3.0], "resisted": [0.1, 0.2, 0.0]}, x_title="norm")
+    fig = plots.side_by_side([left, right])
+    assert [t.name for t in fig.data] == ["fooled", "resisted", "fooled", "resisted"]
+    assert [t.showlegend for t in fig.data] == [True, True, False, False]
+    assert fig.data[0].line.color == fig.data[2].line.color != fig.data[1].line.color
+    assert fig.data[3].text == "resisted (n=3)"  # the panel's own label stays in the hover

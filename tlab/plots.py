@@ -198,18 +198,26 @@ def mean_curves(x: Sequence[float], series: Mapping[str, Sequence[Sequence[float
 
 def side_by_side(figures: Sequence[go.Figure], *, titles: Sequence[str] = (), title: str = "",
                  shared_y: bool = False, height: int = 420) -> go.Figure:
-    """Several figures as panels of one row. Traces keep their names; a name gets the same
-    colour in every panel and a single legend entry (clicking it toggles it everywhere).
-    Only traces and axis titles / types are copied: add shapes (lines, bands) to the result."""
+    """Several figures as panels of one row, each trace in one colour and one legend entry
+    per group across panels (clicking it toggles the group everywhere).
+
+    A trace's group is its ``legendgroup`` if set (as :func:`histograms` sets it, whose trace
+    names carry per-panel counts), else its name; a renamed trace keeps its own name as hover
+    text. Only traces and axis titles / types are copied: add shapes (lines, bands) to the
+    result."""
     from plotly.subplots import make_subplots
 
     titles = list(titles) or [f.layout.title.text or "" for f in figures]
     fig = make_subplots(rows=1, cols=len(figures), subplot_titles=titles, shared_yaxes=shared_y)
-    colours = _palette([t.name for f in figures for t in f.data if t.name])
+    colours = _palette([t.legendgroup or t.name for f in figures for t in f.data
+                        if t.legendgroup or t.name])
     seen: set[str] = set()
     for col, panel in enumerate(figures, start=1):
         for trace in panel.data:
             trace = go.Figure(trace).data[0]  # a copy: the source figure is left unchanged
+            group = trace.legendgroup or trace.name
+            if group and trace.name != group:
+                trace.text, trace.name = trace.name, group
             colour = colours.get(trace.name)
             if colour and "line" in trace:
                 trace.line.color = trace.line.color or colour
