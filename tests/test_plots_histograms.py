@@ -68,3 +68,6 @@ def test_side_by_side_merges_histogram_groups_whose_names_carry_counts():
     assert [t.showlegend for t in fig.data] == [True, True, False, False]
     assert fig.data[0].line.color == fig.data[2].line.color != fig.data[1].line.color
     assert fig.data[3].text == "resisted (n=3)"  # the panel's own label stays in the hover
+    mixed = plots.side_by_side([plots.histograms({"Scratch": [1.0], "FT": [2.0]}, x_title="n"),
+                                left])
+    assert len({t.line.color for t in mixed.data}) == 4  # four groups, four colours

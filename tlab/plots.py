@@ -220,9 +220,9 @@ def side_by_side(figures: Sequence[go.Figure], *, titles: Sequence[str] = (), ti
                 trace.text, trace.name = trace.name, group
             colour = colours.get(trace.name)
             if colour and "line" in trace:
-                trace.line.color = trace.line.color or colour
+                trace.line.color = colour
             if colour and "marker" in trace:
-                trace.marker.color = trace.marker.color or colour
+                trace.marker.color = colour
             trace.legendgroup = trace.name
             trace.showlegend = trace.name not in seen
             seen.add(trace.name)
