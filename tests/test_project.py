@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 
 from tlab.catalog import available_notebooks
@@ -54,6 +55,17 @@ def test_notebooks_are_clean_and_well_formed(info):
     assert info.section == "-" or info.section.split(",")[0].split("-")[0] in intro
     assert any("plots." in c.source or "plotly" in c.source for c in code)
     assert "## Summary" in nb.cells[-1].source
+
+
+@pytest.mark.parametrize("info", available_notebooks(), ids=lambda i: i.name)
+def test_papermill_understands_every_parameter(info):
+    """Sweeps and ``-p NAME=VALUE`` check names and types with papermill's parser: a line it
+    cannot parse (e.g. a quote in the comment) would silently hide a parameter."""
+    nb = nbformat.read(info.path, as_version=4)
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    written = re.findall(r"^([A-Z][A-Z0-9_]*)\s*:", cell.source, re.M)
+    assert written, "the parameters cell declares NAME: type = value lines"
+    assert list(papermill.inspect_notebook(str(info.path))) == written
 
 
 def test_readme_test_command_is_what_ci_runs():
