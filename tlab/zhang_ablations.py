@@ -84,8 +84,9 @@ class Sizes:
 def sizes(preset: str) -> Sizes:
     """What each preset sweeps (``quick``: tiny, one seed; ``standard``: n_B over 3 seeds).
 
-    ``standard`` keeps the cold run near ten minutes on two cores: the n_B sweep (claim Z5) has
-    3 seeds, the other three ablations one seed each; the WideResNet is WRN-10-1 (4 stages, like
+    ``standard`` is sized for a cold run of about ten minutes on an idle two-core machine (an
+    estimate: measured on a heavily loaded machine, it took about 21 CPU-minutes): the n_B sweep
+    (claim Z5) has 3 seeds, the other three ablations one seed each; the WideResNet is WRN-10-1 (4 stages, like
     the DTN), the one a CPU trains in about the DTN's time (WRN-16-2 costs about 4x).
     ``paper`` is Zhang et al.'s S->M grid (Sec. 6).
     """
