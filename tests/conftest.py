@@ -92,3 +92,15 @@ def _threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def tiny_data_folder(tmp_path_factory: pytest.TempPathFactory, name: str):
+    """A fresh ``TLAB_DATA`` folder and one torch thread, for a module-scoped tiny lab."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TLAB_DATA", str(tmp_path_factory.mktemp(name)))
+    try:
+        with _threads(1):
+            yield
+    finally:
+        patch.undo()

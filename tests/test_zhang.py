@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_data_folder
 from tlab import zhang
 from tlab.attacks import make_attack
 from tlab.errors import TlabError
@@ -81,17 +82,14 @@ def test_eps_index_names_the_evaluated_budgets():
 @pytest.fixture(scope="module")
 def tiny_lab(tmp_path_factory):
     """Two seeds of a tiny embedded setup, trained once for the module."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("zhang-data")))
-    torch.set_num_threads(1)
-    s = zhang.setup("quick")
-    s = s.with_(source="syndigits:n_train=400,n_test=100",
-                target="syndigits:colour=false,seed=1,n_train=200,n_test=80",
-                common="letters:n_train=260,n_test=52", n_a=300, n_c=260, n_b=60,
-                train_a=replace(s.train_a, epochs=3), train_b=replace(s.train_b, epochs=4),
-                eval_n=None, seeds=(0, 1), eps_grid=(2 / 255, 16 / 255))
-    yield zhang.Lab(s, device="cpu")
-    mp.undo()
+    with tiny_data_folder(tmp_path_factory, "zhang-data"):
+        s = zhang.setup("quick")
+        s = s.with_(source="syndigits:n_train=400,n_test=100",
+                    target="syndigits:colour=false,seed=1,n_train=200,n_test=80",
+                    common="letters:n_train=260,n_test=52", n_a=300, n_c=260, n_b=60,
+                    train_a=replace(s.train_a, epochs=3), train_b=replace(s.train_b, epochs=4),
+                    eval_n=None, seeds=(0, 1), eps_grid=(2 / 255, 16 / 255))
+        yield zhang.Lab(s, device="cpu")
 
 
 def test_evaluation_matches_the_metrics_module(tiny_lab):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_data_folder
 from tlab import zhang
 from tlab import zhang_ablations as za
 from tlab.errors import TlabError
@@ -69,20 +70,17 @@ def _table_stub():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Every ablation of a tiny embedded setup, trained once for the module (seconds)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("ablation-data")))
-    torch.set_num_threads(1)
-    s = zhang.setup("quick")
-    base = s.with_(source=SOURCE, target="syndigits:colour=false,seed=1,n_train=200,n_test=60",
-                   common="", n_a=200, n_b=60, train_a=replace(s.train_a, epochs=1),
-                   train_b=replace(s.train_b, epochs=2), eval_n=None,
-                   eps_grid=(2 / 255, 16 / 255))
-    p = za.plan(base, n_b=(30, 60), n_a=(100, 200), sources=(SOURCE, GREY, LETTERS),
-                archs=("dtn", "wrn:depth=10,width=1"), n_b_seeds=(0, 1))
-    variants = [v for name in za.ABLATIONS for v in p[name]]
-    table = za.results(variants, device="cpu")
-    yield p, table
-    mp.undo()
+    with tiny_data_folder(tmp_path_factory, "ablation-data"):
+        s = zhang.setup("quick")
+        base = s.with_(source=SOURCE, target="syndigits:colour=false,seed=1,n_train=200,n_test=60",
+                       common="", n_a=200, n_b=60, train_a=replace(s.train_a, epochs=1),
+                       train_b=replace(s.train_b, epochs=2), eval_n=None,
+                       eps_grid=(2 / 255, 16 / 255))
+        p = za.plan(base, n_b=(30, 60), n_a=(100, 200), sources=(SOURCE, GREY, LETTERS),
+                    archs=("dtn", "wrn:depth=10,width=1"), n_b_seeds=(0, 1))
+        variants = [v for name in za.ABLATIONS for v in p[name]]
+        table = za.results(variants, device="cpu")
+        yield p, table
 
 
 def test_results_table_matches_the_cached_evaluations(tiny):

@@ -50,7 +50,7 @@ from tlab.attacks import fgsm, make_attack, pgd
 from tlab.checks import check_choice
 
 from tlab.errors import TlabError
-from tlab.evaluate import EvalSet
+from tlab.evaluate import EvalSet, eps_index
 from tlab.metrics import accuracy, adversarial_accuracy, predict
 from tlab.models import build_model, davchev_frozen_stages
 from tlab.presets import by_preset, check_preset
@@ -413,15 +413,7 @@ def table(rows: dict[str, dict[str, Any]], eps: float) -> pd.DataFrame:
     """Rows from :func:`evaluate` as a table at ``eps`` (index: network, columns: COLUMNS)."""
     out = {}
     for name, row in rows.items():
-        index = _eps_index(row["eps"], eps)
+        index = eps_index(row["eps"], eps)
         out[name] = {"Natural": row["Natural"],
                      **{column: row[column][index] for column in ATTACK_COLUMNS}}
     return pd.DataFrame.from_dict(out, orient="index", columns=list(COLUMNS))
-
-
-def _eps_index(grid: Sequence[float], eps: float) -> int:
-    for i, value in enumerate(grid):
-        if abs(value - eps) < 1e-9:
-            return i
-    choices = ", ".join(f"{v * 255:.2f}/255" for v in grid)
-    raise TlabError(f"eps={eps!r} was not evaluated; the evaluated eps are {choices}")

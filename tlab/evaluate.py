@@ -15,6 +15,7 @@ import torch
 
 from tlab.attacks import make_attack
 from tlab.data import class_balanced_subset, load_domain
+from tlab.errors import TlabError
 from tlab.metrics import adversarial_accuracy, blackbox_accuracy
 from tlab.results import cached_result
 from tlab.zoo import ZooEntry
@@ -73,3 +74,12 @@ def attack_curve(target: ZooEntry, data: EvalSet, eps_list: Sequence[float], *,
         return rows
 
     return cached_result("attack-curve", recipe, compute)
+
+
+def eps_index(grid: Sequence[float], eps: float) -> int:
+    """Where ``eps`` is in ``grid`` (a clear error listing the evaluated budgets if absent)."""
+    for i, value in enumerate(grid):
+        if abs(value - eps) < 1e-9:
+            return i
+    choices = ", ".join(f"{v * 255:g}/255" for v in grid)
+    raise TlabError(f"eps={eps!r} was not evaluated; the evaluated eps are {choices}")

@@ -40,7 +40,7 @@ from tlab.checks import check_choice, check_eps
 from tlab.claims import Claim, paired_claim
 from tlab.data import parse_domain
 from tlab.errors import TlabError
-from tlab.evaluate import EvalSet
+from tlab.evaluate import EvalSet, eps_index
 from tlab.metrics import gamma, input_gradient_norms, predict
 from tlab.models import build_model
 from tlab.presets import by_preset, check_preset
@@ -340,15 +340,6 @@ class Lab:
             value = row[key]
             out.append(float(value[eps_index(row["eps"], eps)] if eps is not None else value))
         return out
-
-
-def eps_index(grid: Sequence[float], eps: float) -> int:
-    """Where ``eps`` is in ``grid`` (a clear error listing the evaluated budgets if absent)."""
-    for i, value in enumerate(grid):
-        if abs(value - eps) < 1e-9:
-            return i
-    choices = ", ".join(f"{v * 255:g}/255" for v in grid)
-    raise TlabError(f"eps={eps!r} was not evaluated; the evaluated eps are {choices}")
 
 
 def role_label(role: str, frozen: int = 0) -> str:
