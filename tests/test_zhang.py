@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import tiny_data_folder
 from tlab import zhang

@@ -42,7 +42,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 

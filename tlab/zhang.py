@@ -28,7 +28,6 @@ attacked; adversarial accuracy is the fraction of those still classified correct
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -50,7 +49,6 @@ from tlab.zoo import ModelSpec, ZooEntry, get_or_train
 
 ROLES = ("A", "C", "A_ci", "Scratch", "FT", "CommonInit")
 TARGET_ROLES = ("Scratch", "FT", "CommonInit")
-STRATEGY_OF_ROLE = {"Scratch": "scratch", "FT": "finetune", "CommonInit": "commoninit"}
 
 #: The paper's tasks (Sec. 4.1; n_A / n_B / n_C from REFERENCE.md) for the ``paper`` preset:
 #: task -> (A, B, C, n_A, n_B, n_C); None = the whole training split. SVHN includes "extra".
@@ -134,11 +132,6 @@ class Setup:
         """The fixed test images of B every model is scored on."""
         name, params = parse_domain(self.target)
         return EvalSet(name, n=self.eval_n, seed=0, domain_params=params)
-
-    def describe(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["train_a"], out["train_b"] = self.train_a.as_dict(), self.train_b.as_dict()
-        return out
 
     # ------------------------------------------------------------------ zoo specs
 
