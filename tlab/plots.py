@@ -50,14 +50,9 @@ def image_grid(images: torch.Tensor | np.ndarray, titles: Sequence[str] | None =
 
 def curves(x: Sequence[float], series: Mapping[str, Sequence[float]], *, x_title: str,
            y_title: str, title: str = "", percent: bool = True) -> go.Figure:
-    """Line plot of several named series over the same x values."""
-    fig = go.Figure()
-    for name, ys in series.items():
-        values = [100 * v for v in ys] if percent else list(ys)
-        fig.add_trace(go.Scatter(x=list(x), y=values, mode="lines+markers", name=name))
-    fig.update_layout(title=title, xaxis_title=x_title,
-                      yaxis_title=f"{y_title} (%)" if percent else y_title, height=400)
-    return fig
+    """Line plot of several named series over the same x values (one measurement each)."""
+    return mean_curves(x, {name: [ys] for name, ys in series.items()}, x_title=x_title,
+                       y_title=y_title, title=title, percent=percent)
 
 
 def domain_gallery(domain: Domain, per_class: int = 4, *, seed: int = 0) -> go.Figure:

@@ -28,7 +28,8 @@ attacked; adversarial accuracy is the fraction of those still classified correct
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -244,6 +245,9 @@ def _common_domain(given: str, preset_value: str | None) -> str:
 
 # ------------------------------------------------------------------------------- evaluation
 
+#: Black-box sets crafted this session: (attacker key, evaluation set, eps) -> images.
+_BLACKBOX: dict[tuple[str, str, float], torch.Tensor] = {}
+
 
 @dataclass
 class Lab:
@@ -252,7 +256,6 @@ class Lab:
     setup: Setup
     device: torch.device | str | None = None
     progress: bool = False
-    _crafted: dict[tuple[str, float], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def entry(self, role: str, seed: int = 0, frozen: int = 0) -> ZooEntry:
         """The trained model of ``role`` (from the zoo, or trained now)."""
@@ -263,12 +266,15 @@ class Lab:
         """FGSM examples of every evaluation image, crafted once per (attacker, eps).
 
         FGSM in eval mode is per-example, so restricting this set to the inputs a model B gets
-        right gives exactly what ``tlab.metrics.blackbox_accuracy`` would craft for that B.
+        right gives exactly what ``tlab.metrics.blackbox_accuracy`` would craft for that B. Kept
+        for the session and shared by every Lab (the ablations' variants share their A).
         """
-        if (attacker.key, eps) not in self._crafted:
-            x, y = self.setup.eval_set().tensors(next(attacker.model.parameters()).device)
-            self._crafted[(attacker.key, eps)] = fgsm(attacker.model, x, y, eps=eps)
-        return self._crafted[(attacker.key, eps)]
+        data = self.setup.eval_set()
+        key = (attacker.key, json.dumps(data.recipe(), sort_keys=True), float(eps))
+        if key not in _BLACKBOX:
+            x, y = data.tensors(next(attacker.model.parameters()).device)
+            _BLACKBOX[key] = fgsm(attacker.model, x, y, eps=eps)
+        return _BLACKBOX[key]
 
     def evaluate(self, role: str, seed: int = 0, frozen: int = 0) -> dict[str, Any]:
         """Clean, white-box and black-box FGSM accuracy, gamma and gradient norms of a B model.
