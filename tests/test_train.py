@@ -50,8 +50,15 @@ def test_finetune_copies_source_and_never_modifies_it(source, small):
         assert torch.equal(before[name], tensor), f"source changed: {name}"
 
 
+@pytest.fixture(params=["float32", "bfloat16"])
+def precision(request, monkeypatch):
+    """Run a test under each training precision (tlab.device.training_dtype)."""
+    monkeypatch.setenv("TLAB_PRECISION", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("frozen", [0, 2, 4])
-def test_frozen_stages_do_not_change_and_the_rest_does(source, small, frozen):
+def test_frozen_stages_do_not_change_and_the_rest_does(source, small, frozen, precision):
     model = prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=frozen)
     frozen_before = _stage_state(model, frozen)
     free_before = {n: t.clone() for n, t in model.stages[frozen:].state_dict().items()}
@@ -123,7 +130,7 @@ def test_ties_in_validation_accuracy_are_broken_by_validation_loss(digits):
         kept["val_loss"], rel=1e-4)
 
 
-def test_fgsm_adversarial_training_makes_the_model_more_robust(digits):
+def test_fgsm_adversarial_training_makes_the_model_more_robust(digits, precision):
     eps = 16 / 255
     train = class_balanced_subset(digits.train, 500, seed=0)
     x, y = digits.test.floats()[:300], digits.test.labels[:300]
@@ -135,6 +142,22 @@ def test_fgsm_adversarial_training_makes_the_model_more_robust(digits):
             device="cpu", progress=False)
         scores[mode] = accuracy(model, fgsm(model, x, y, eps=eps), y)
     assert scores["fgsm"] > scores["none"] + 0.05, scores
+
+
+def test_bfloat16_training_learns_as_well_and_keeps_float32_weights(small, digits, monkeypatch):
+    x, y = digits.test.floats()[:500], digits.test.labels[:500]
+    models, scores = {}, {}
+    for choice in ("float32", "bfloat16"):
+        monkeypatch.setenv("TLAB_PRECISION", choice)
+        torch.manual_seed(0)
+        models[choice] = build_model("dtn", 10)
+        fit(models[choice], small, None, TrainConfig(epochs=3, seed=0), device="cpu",
+            progress=False)
+        scores[choice] = accuracy(models[choice], x, y)
+    weights = {k: m.stages[0][0].weight for k, m in models.items()}
+    assert all(w.dtype == torch.float32 for w in weights.values())
+    assert not torch.equal(weights["float32"], weights["bfloat16"])    # bfloat16 really ran
+    assert scores["float32"] > 0.5 and abs(scores["bfloat16"] - scores["float32"]) < 0.1, scores
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -46,6 +46,20 @@ def test_miss_then_hit_gives_the_same_weights_and_metadata():
     assert len(meta["sha256"]) == 64
 
 
+def test_the_training_precision_is_part_of_the_key_and_recorded(monkeypatch):
+    keys = {}
+    for choice in ("float32", "bfloat16"):
+        monkeypatch.setenv("TLAB_PRECISION", choice)
+        keys[choice] = TARGET.key("cpu")
+        assert TARGET.describe("cpu")["source"]["key"] == SOURCE.key("cpu")
+    assert keys["float32"] != keys["bfloat16"]
+    monkeypatch.setenv("TLAB_PRECISION", "bfloat16")
+    entry = zoo.get_or_train(SOURCE, progress=False, device="cpu")
+    assert entry.key == SOURCE.key("cpu") and entry.meta["precision"] == "bfloat16"
+    monkeypatch.setenv("TLAB_PRECISION", "float32")
+    assert not zoo.get_or_train(SOURCE, progress=False, device="cpu").from_cache
+
+
 def test_finetuned_entry_trains_its_source_and_restores_frozen_stages():
     entry = zoo.get_or_train(TARGET, progress=False, device="cpu")
     assert {row["key"] for row in zoo.list_entries()} == {SOURCE.key(), TARGET.key()}

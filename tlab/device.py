@@ -1,7 +1,14 @@
 """Device selection and mixed precision.
 
-tlab runs everywhere on CPU; on a CUDA (or Apple MPS) machine the same code uses the GPU, with
-bfloat16/float16 autocast for training on CUDA. Nothing hard-codes ``"cuda"``.
+tlab runs everywhere on CPU; on a CUDA (or Apple MPS) machine the same code uses the GPU.
+Nothing hard-codes ``"cuda"``.
+
+Training precision (``TLAB_PRECISION``): ``auto`` (default) trains under autocast wherever the
+hardware computes in 16 bits natively -- bfloat16 (or float16) on CUDA, bfloat16 on CPUs with
+AMX or AVX512-BF16 units, where it roughly doubles the training speed -- and in float32
+elsewhere; ``float32`` always trains in float32 (bit-for-bit reproducible across such CPUs);
+``bfloat16`` forces bfloat16 autocast. Weights and optimiser state stay float32 in every case,
+and attacks and evaluations always compute in float32: only the training step changes.
 """
 
 from __future__ import annotations
@@ -11,6 +18,14 @@ import os
 from typing import Iterator
 
 import torch
+
+from tlab.checks import check_choice
+
+#: Valid values of the ``TLAB_PRECISION`` environment variable.
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+#: CPU flags (Linux ``/proc/cpuinfo``) of units that compute bfloat16 natively.
+_NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
 def pick_device(preferred: str | torch.device | None = None) -> torch.device:
@@ -37,21 +52,56 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Does this CPU compute bfloat16 in hardware (AMX or AVX512-BF16)? False if unknown.
+
+    Without such units PyTorch emulates bfloat16 on the CPU, which is slower than float32.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return not _NATIVE_BF16_FLAGS.isdisjoint(line.split(":", 1)[-1].split())
+    except OSError:
+        return False
+    return False
+
+
+def training_dtype(device: torch.device) -> torch.dtype:
+    """The dtype ``fit`` computes in on ``device`` under ``TLAB_PRECISION`` (see module doc)."""
+    choice = check_choice("TLAB_PRECISION", os.environ.get("TLAB_PRECISION", "auto"), PRECISIONS)
+    if choice == "float32" or device.type not in ("cuda", "cpu"):
+        return torch.float32
+    if device.type == "cuda":
+        if choice == "bfloat16" or torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
+    if choice == "bfloat16" or cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def precision_name(device: torch.device) -> str:
+    """``training_dtype`` as a short name ("float32", "bfloat16", "float16") for keys and tables."""
+    return str(training_dtype(device)).removeprefix("torch.")
+
+
 @contextlib.contextmanager
-def autocast_for(device: torch.device, enabled: bool = True) -> Iterator[None]:
-    """Mixed precision on CUDA (float16, or bfloat16 where supported); a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(device_type="cuda", dtype=dtype):
-            yield
-    else:
+def autocast_for(device: torch.device) -> Iterator[None]:
+    """Autocast in ``training_dtype(device)``; a no-op when that is float32."""
+    dtype = training_dtype(device)
+    if dtype == torch.float32:
         yield
+    else:
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            yield
 
 
 def describe(device: torch.device) -> str:
     """A one-line human description of the device, for notebooks and the CLI."""
     if device.type == "cuda":
-        return f"CUDA GPU: {torch.cuda.get_device_name(device)}"
+        return (f"CUDA GPU: {torch.cuda.get_device_name(device)}, training in "
+                f"{precision_name(device)}")
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return f"CPU ({torch.get_num_threads()} threads, training in {precision_name(device)})"

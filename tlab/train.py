@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from tlab.attacks import fgsm, pgd
 from tlab.checks import check_choice, check_eps, check_positive_int
 from tlab.data import DeviceBatches, TensorSet
-from tlab.device import autocast_for, pick_device
+from tlab.device import autocast_for, pick_device, training_dtype
 from tlab.errors import TlabError
 from tlab.models import StagedModel, build_model, freeze, replace_head
 
@@ -147,14 +147,16 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
     validation set the accuracy moves in coarse steps, and without the tie-break the very first
     epoch that reaches a plateau would be kept however much training improved after it. With no
     validation set the last epoch's weights are kept. Frozen stages (see ``tlab.models.freeze``)
-    receive no gradient and, by default, stay in eval mode.
+    receive no gradient and, by default, stay in eval mode. The step (adversarial crafting
+    included) runs under autocast in ``tlab.device.training_dtype(device)``: bfloat16 on GPUs
+    and on CPUs with native bfloat16 units unless ``TLAB_PRECISION=float32``.
     """
     device = pick_device(device)
     model.to(device)
     torch.manual_seed(config.seed)
     optimizer = make_optimizer(model, config)
-    use_scaler = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    # float16 (CUDA without bfloat16) needs loss scaling; bfloat16 has float32's range.
+    scaler = torch.amp.GradScaler(device.type, enabled=training_dtype(device) == torch.float16)
     batches = DeviceBatches(train, config.batch_size, device=device, shuffle=True, seed=config.seed)
     val_x = val.floats(device) if val is not None and len(val) else None
     val_y = val.labels.to(device) if val_x is not None else None
@@ -172,8 +174,9 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
         for x, y in batches:
-            x_adv = _adversarial_batch(model, x, y, config) if config.adversarial != "none" else None
             with autocast_for(device):
+                x_adv = (_adversarial_batch(model, x, y, config)
+                         if config.adversarial != "none" else None)
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 if x_adv is not None:

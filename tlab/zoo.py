@@ -3,7 +3,8 @@
 A :class:`ModelSpec` names a model completely: its domain (and the domain's parameters), the
 class-balanced subset (n, seed), the architecture, the strategy with its source model's spec and
 frozen depth, and the training configuration. Its :meth:`ModelSpec.key` is a hash of all that
-plus the tlab version, so a changed recipe never returns a stale model.
+plus the tlab version and the training precision (``tlab.device.training_dtype``), so a changed
+recipe never returns a stale model and a float32 run never reuses a bfloat16-trained one.
 
 On disk, under ``data/zoo/`` (or ``$TLAB_DATA/zoo``), an entry is two files:
 
@@ -40,7 +41,7 @@ import torchvision
 import tlab
 from tlab.checks import check_choice
 from tlab.data import Domain, class_balanced_subset, load_domain, train_val_split
-from tlab.device import pick_device
+from tlab.device import pick_device, precision_name
 from tlab.errors import CorruptZooEntryError, TlabError
 from tlab.metrics import accuracy
 from tlab.models import StagedModel, build_model, freeze
@@ -49,8 +50,9 @@ from tlab.storage import atomic_write, recipe_hash
 from tlab.train import STRATEGIES, TrainConfig, fit, prepare_model
 
 #: Bumped whenever training changes in a way a spec cannot see (2: early-stopping tie-break on
-#: validation loss), so models trained by older code are never reused.
-ZOO_FORMAT = 2
+#: validation loss; 3: adversarial crafting under the training autocast), so models trained by
+#: older code are never reused.
+ZOO_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -88,19 +90,21 @@ class ModelSpec:
                                    or self.n < 1):
             raise TlabError(f"n={self.n!r} must be a positive integer or None (whole domain)")
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, device: str | torch.device | None = None) -> dict[str, Any]:
         """A JSON-able description; the source appears as its own description and key."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["train"] = self.train.as_dict()
         out["source"] = None if self.source is None else {
-            "key": self.source.key(), **self.source.describe()}
+            "key": self.source.key(device), **self.source.describe(device)}
         return out
 
-    def key(self) -> str:
-        """A short hash of the recipe, the source's key, the tlab version and the zoo format."""
-        recipe = self.describe()
+    def key(self, device: str | torch.device | None = None) -> str:
+        """A short hash of the recipe, the source's key, the tlab version, the zoo format and
+        the precision training uses on ``device`` (``tlab.device.pick_device`` by default)."""
+        recipe = self.describe(device)
         if self.source is not None:
-            recipe["source"] = self.source.key()
+            recipe["source"] = self.source.key(device)
+        recipe["precision"] = precision_name(pick_device(device))
         recipe["tlab_version"] = tlab.__version__
         recipe["zoo_format"] = ZOO_FORMAT
         return recipe_hash(recipe)
@@ -213,13 +217,14 @@ def _train(spec: ModelSpec, key: str, *, device: torch.device, progress: bool) -
                  description=label)
     test_acc = accuracy(model, domain.test.floats(device), domain.test.labels.to(device))
     meta = {
-        "key": key, "spec": spec.describe(), "num_classes": len(domain.classes),
+        "key": key, "spec": spec.describe(device), "num_classes": len(domain.classes),
         "classes": list(domain.classes),
         "metrics": {"test_accuracy": test_acc, "val_accuracy": result.best_val_accuracy,
                     "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                     "stopped_early": result.stopped_early, "train_seconds": result.seconds,
                     "n_train": len(train_set), "n_val": 0 if val_set is None else len(val_set)},
         "history": result.history, "versions": _versions(), "device": str(device),
+        "precision": precision_name(device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "zoo_format": ZOO_FORMAT,
     }
     return ZooEntry(key=key, model=model, meta=_store(key, model, meta), from_cache=False)
@@ -247,7 +252,7 @@ def get_or_train(spec: ModelSpec, *, device: str | torch.device | None = None,
         domain = load_domain(link.domain, **link.domain_params)
         if link.n is not None:
             class_balanced_subset(domain.train, link.n, seed=link.subset_seed)
-    key = spec.key()
+    key = spec.key(device)
     entry = _try_load(key, device)
     if entry is not None:
         return entry

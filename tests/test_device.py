@@ -1,0 +1,77 @@
+"""Device selection and the training-precision policy (TLAB_PRECISION)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tlab import device as dev
+from tlab.errors import UnknownNameError
+
+CPU = torch.device("cpu")
+
+
+def _cpuinfo(tmp_path, flags: str):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: test CPU\nflags\t\t: {flags}\n\n")
+    return path
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu sse2 avx2 fma avx512f avx512bw", False),       # AVX-512 alone emulates bfloat16
+    ("fpu sse2 avx2 avx512f avx512_bf16", True),
+    ("fpu sse2 avx2 amx_tile amx_bf16 amx_int8", True),
+])
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    assert dev.cpu_has_native_bf16(_cpuinfo(tmp_path, flags)) is native
+
+
+def test_unknown_cpu_counts_as_no_native_bf16(tmp_path):
+    assert dev.cpu_has_native_bf16(tmp_path / "missing") is False
+    (tmp_path / "noflags").write_text("processor\t: 0\n")
+    assert dev.cpu_has_native_bf16(tmp_path / "noflags") is False
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_uses_bfloat16_only_on_cpus_that_compute_it_natively(monkeypatch, native, expected):
+    monkeypatch.delenv("TLAB_PRECISION", raising=False)
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: native)
+    assert dev.training_dtype(CPU) == expected
+    assert dev.precision_name(CPU) == str(expected).removeprefix("torch.")
+
+
+@pytest.mark.parametrize("choice, expected", [("float32", torch.float32),
+                                              ("bfloat16", torch.bfloat16)])
+def test_explicit_precision_wins_over_the_hardware(monkeypatch, choice, expected):
+    monkeypatch.setenv("TLAB_PRECISION", choice)
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: choice == "float32")
+    assert dev.training_dtype(CPU) == expected
+
+
+def test_devices_without_autocast_train_in_float32(monkeypatch):
+    monkeypatch.setenv("TLAB_PRECISION", "bfloat16")
+    assert dev.training_dtype(torch.device("mps")) == torch.float32
+
+
+def test_unknown_precision_is_a_clear_error_listing_the_valid_ones(monkeypatch):
+    monkeypatch.setenv("TLAB_PRECISION", "fp8")
+    with pytest.raises(UnknownNameError) as info:
+        dev.training_dtype(CPU)
+    message = str(info.value)
+    assert "fp8" in message and all(name in message for name in dev.PRECISIONS)
+
+
+@pytest.mark.parametrize("choice, dtype", [("float32", torch.float32),
+                                           ("bfloat16", torch.bfloat16)])
+def test_autocast_for_computes_in_the_training_dtype(monkeypatch, choice, dtype):
+    monkeypatch.setenv("TLAB_PRECISION", choice)
+    layer = torch.nn.Linear(4, 3)
+    with dev.autocast_for(CPU):
+        out = layer(torch.ones(2, 4))
+    assert out.dtype == dtype and layer.weight.dtype == torch.float32
+    assert layer(torch.ones(2, 4)).dtype == torch.float32          # only inside the block
+
+
+def test_describe_names_the_training_precision(monkeypatch):
+    monkeypatch.setenv("TLAB_PRECISION", "float32")
+    assert "training in float32" in dev.describe(CPU)
