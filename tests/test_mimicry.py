@@ -179,18 +179,19 @@ def test_untargeted_keeps_the_closest_guide_of_another_class(lab):
     sources = lab["src"][:4]
     pool = torch.stack([(y == c).nonzero()[0, 0] for c in range(3)])   # one guide per class 0-2
     k = teacher.num_stages
+    # lr 10 as the notebooks use: with the paper's lr 1, 60 steps barely move the image
     result = mimicry_untargeted(teacher, x[sources], x[pool], layer=k, budget=0.003, steps=60,
-                                source_labels=y[sources], pool_labels=y[pool])
+                                lr=10.0, source_labels=y[sources], pool_labels=y[pool])
     assert len(result) == 4
     assert bool((y[pool][result.target_index] != y[sources]).all())
     # the chosen distance is the smallest over the allowed guides, each run as a targeted pair
     for i, s in enumerate(sources.tolist()):
         allowed = [p for p in pool.tolist() if y[p] != y[s]]
         solo = mimicry_attack(teacher, x[[s] * len(allowed)], x[allowed], layer=k,
-                              budget=0.003, steps=60)
+                              budget=0.003, steps=60, lr=10.0)
         assert result.distance[i].item() == pytest.approx(solo.distance.min().item(), abs=1e-4)
     fooled = untargeted_success(lab["deep"], result.adversarial, y[sources])
-    assert fooled.float().mean().item() >= 0.5
+    assert fooled.float().mean().item() >= 0.75
 
 
 def test_untargeted_needs_a_guide_of_another_class(lab):
