@@ -6,7 +6,7 @@ Nothing hard-codes ``"cuda"``.
 Training precision (``TLAB_PRECISION``): ``auto`` (default) trains under autocast wherever the
 hardware computes in 16 bits natively -- bfloat16 (or float16) on CUDA, bfloat16 on CPUs with
 AMX or AVX512-BF16 units, where it roughly doubles the training speed -- and in float32
-elsewhere; ``float32`` always trains in float32 (bit-for-bit reproducible across such CPUs);
+elsewhere; ``float32`` always trains in float32 (tlab's behaviour before bfloat16 support);
 ``bfloat16`` forces bfloat16 autocast. Weights and optimiser state stay float32 in every case,
 and attacks and evaluations always compute in float32: only the training step changes.
 """
