@@ -14,6 +14,7 @@ and attacks and evaluations always compute in float32: only the training step ch
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from typing import Iterator
 
@@ -52,10 +53,12 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     """Does this CPU compute bfloat16 in hardware (AMX or AVX512-BF16)? False if unknown.
 
     Without such units PyTorch emulates bfloat16 on the CPU, which is slower than float32.
+    Read once per process (``fit`` asks at every batch).
     """
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
