@@ -24,7 +24,10 @@ Wang et al.'s layer N-1 (the deep-layer feature extractor).
 Everything here is batched: one call attacks many (source, target) pairs at once. The model is
 in eval mode (batch-norm uses running statistics, dropout is off) and each pair's loss is summed,
 not averaged, so with Adadelta's per-pixel updates every pair follows exactly the path it would
-follow alone. The non-targeted attack (Sec. 3, Eq. 2) expands each source into one pair per
+follow alone. The loop runs on a frozen copy of each teacher with its batch norms folded into the
+convolutions, in the CPU's faster channels-last layout (:mod:`tlab.attack_copy`), and measures
+DSSIM with the source's statistics filtered once (:mod:`tlab.source_dssim`): the same function,
+about twice the speed. The non-targeted attack (Sec. 3, Eq. 2) expands each source into one pair per
 guide image and keeps the closest in-budget result.
 
 Beyond the paper, for the defenses notebook: ``input_dropout``/``eot_samples`` put the input
@@ -44,6 +47,7 @@ import torch
 from pytorch_msssim import ssim
 from torch import nn
 
+from tlab.attack_copy import attack_copy, input_memory_format
 from tlab.attacks import check_images, check_labels, eval_mode
 from tlab.checks import check_choice, check_positive_int
 from tlab.defenses import drop_pixels
@@ -51,6 +55,7 @@ from tlab.device import model_device
 from tlab.errors import TlabError
 from tlab.metrics import predict
 from tlab.models import StagedModel
+from tlab.source_dssim import SourceDSSIM
 
 __all__ = [
     "BUDGET_KINDS",
@@ -92,13 +97,6 @@ DistanceFn = Callable[[torch.Tensor], torch.Tensor]
 # ---------------------------------------------------------------------------------------------
 
 
-def _dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """DSSIM per image without argument checks (used inside the optimisation loop)."""
-    similarity = ssim(x, y, data_range=1.0, size_average=False, win_size=SSIM_WINDOW,
-                      win_sigma=SSIM_SIGMA)
-    return (1.0 - similarity) / 2.0
-
-
 def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Structural dissimilarity ``(1 - SSIM(x, y)) / 2`` of each image pair, shape ``(N,)``.
 
@@ -124,7 +122,9 @@ def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise TlabError(f"dssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (the "
                         f"SSIM window), got {tuple(x.shape[-2:])}")
-    return _dssim(x, y.to(x.device, x.dtype))
+    similarity = ssim(x, y.to(x.device, x.dtype), data_range=1.0, size_average=False,
+                      win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA)
+    return (1.0 - similarity) / 2.0
 
 
 def l2_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -132,10 +132,15 @@ def l2_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm((x - y).flatten(1), dim=1)
 
 
-_MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "dssim": _dssim,
-    "l2": l2_distance,
-}
+def _measure_from(start: torch.Tensor, budget_kind: str) -> DistanceFn:
+    """The perturbation measure to ``start`` that the optimisation loop calls at every step.
+
+    DSSIM reuses the source images' filtered statistics (:class:`tlab.source_dssim.SourceDSSIM`,
+    the same values as :func:`dssim`).
+    """
+    if budget_kind == "dssim":
+        return SourceDSSIM(start, window=SSIM_WINDOW, sigma=SSIM_SIGMA)
+    return lambda x: l2_distance(x, start)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +285,7 @@ def _search(start: torch.Tensor, distance_fn: DistanceFn, *, budget: float | Non
     The iterates checked are those after steps 1..steps, as in the authors' loop (the start
     itself is not a result). Gradients flow to the pixel variable only.
     """
-    measure = _MEASURES[budget_kind]
+    measure = _measure_from(start, budget_kind)
     w0 = _to_tanh(start)
     delta = torch.zeros_like(w0, requires_grad=True)
     optimizer = torch.optim.Adadelta([delta], lr=lr, rho=ADADELTA_RHO, eps=ADADELTA_EPS)
@@ -294,7 +299,7 @@ def _search(start: torch.Tensor, distance_fn: DistanceFn, *, budget: float | Non
             distance = distance_fn(x)
             loss = distance
             if budget is not None:
-                perturbation = measure(x, start)
+                perturbation = measure(x)
                 loss = loss + penalty * (perturbation - budget).clamp_min(0).square()
         if step > 0:
             d = distance.detach()
@@ -340,7 +345,7 @@ def _distance_fn(teachers: Sequence[StagedModel], layers: Sequence[int],
             seen = drop_pixels(x.repeat(copies, 1, 1, 1), input_dropout, generator=generator)
         total = torch.zeros(copies, n, device=x.device)
         for teacher, layer, target in zip(teachers, layers, targets):
-            diff = teacher.features(seen, layer).view(copies, n, -1) - target.view(1, n, -1)
+            diff = teacher.features(seen, layer).reshape(copies, n, -1) - target.view(1, n, -1)
             total = total + torch.linalg.vector_norm(diff, dim=2)
         return total.mean(0)
 
@@ -381,27 +386,27 @@ def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start
         generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
     n = start.shape[0]
     size = n if batch_size is None else batch_size
+    copies = [attack_copy(teacher) for teacher in teachers]
+    layout = input_memory_format(device)
     columns: dict[str, list[torch.Tensor]] = {}
-    with _all_eval(teachers):
-        for lo in range(0, n, size):
-            x0 = start[lo:lo + size].detach().to(device, torch.float32)
-            targets = [t[lo:lo + size].detach().to(device, torch.float32)
-                       for t in target_features]
-            fn = _distance_fn(teachers, layers, targets, input_dropout, eot_samples, generator)
-            best, found, hist = _search(x0, fn, budget=budget, budget_kind=budget_kind,
-                                        steps=steps, lr=lr, penalty=penalty,
-                                        keep_history=history)
-            clean = _distance_fn(teachers, layers, targets, 0.0, 1, None)
-            with torch.no_grad():
-                row = {"adversarial": best, "distance": clean(best), "start_distance": clean(x0),
-                       "dssim": _dssim(best, x0), "l2": l2_distance(best, x0), "in_budget": found}
-            if hist is not None:
-                row["history"] = hist.T          # (rows, steps) while concatenating rows
-            for key, value in row.items():
-                columns.setdefault(key, []).append(value.to(start.device))
+    for lo in range(0, n, size):
+        x0 = start[lo:lo + size].detach().to(device, torch.float32, memory_format=layout)
+        targets = [t[lo:lo + size].detach().to(device, torch.float32) for t in target_features]
+        fn = _distance_fn(copies, layers, targets, input_dropout, eot_samples, generator)
+        best, found, hist = _search(x0, fn, budget=budget, budget_kind=budget_kind,
+                                    steps=steps, lr=lr, penalty=penalty, keep_history=history)
+        clean = _distance_fn(copies, layers, targets, 0.0, 1, None)
+        with torch.no_grad():
+            row = {"adversarial": best, "distance": clean(best), "start_distance": clean(x0),
+                   "dssim": SourceDSSIM(x0, window=SSIM_WINDOW, sigma=SSIM_SIGMA)(best),
+                   "l2": l2_distance(best, x0), "in_budget": found}
+        if hist is not None:
+            row["history"] = hist.T          # (rows, steps) while concatenating rows
+        for key, value in row.items():
+            columns.setdefault(key, []).append(value.to(start.device))
     out = {key: torch.cat(parts) for key, parts in columns.items()}
     history_table = out.pop("history", None)
-    out["adversarial"] = out["adversarial"].to(start.dtype)
+    out["adversarial"] = out["adversarial"].to(start.dtype, memory_format=torch.contiguous_format)
     return MimicryResult(**out, budget=budget, budget_kind=budget_kind,
                          history=None if history_table is None else history_table.T)
 

@@ -1,0 +1,90 @@
+"""tlab.attack_copy: the frozen, batch-norm-folded copy the mimicry attack runs on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tlab.attack_copy import attack_copy, fold_batch_norms, input_memory_format
+from tlab.models import build_model
+
+from conftest import SMALL_VGG
+
+
+def _with_learned_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every batch norm non-trivial running statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            c = module.num_features
+            module.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
+            module.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            module.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+            module.bias.data.copy_(torch.rand(c, generator=g) - 0.5)
+    return model
+
+
+@pytest.mark.parametrize("arch, options, left", [
+    ("vgg", SMALL_VGG, 0),       # four conv stages and the fc stage's Linear + BatchNorm1d
+    ("dtn", {}, 0),
+    ("resnet20", {}, 18),        # only the stem folds; blocks keep bn1/bn2 as attributes
+])
+def test_copy_computes_the_eval_function_of_every_stage(arch, options, left):
+    torch.manual_seed(0)
+    model = _with_learned_statistics(build_model(arch, 10, **options)).eval()
+    x = torch.rand(6, 3, 32, 32)
+    copy = attack_copy(model)
+    norms = (nn.BatchNorm1d, nn.BatchNorm2d)
+    assert sum(isinstance(m, norms) for m in model.modules()) > left
+    assert sum(isinstance(m, norms) for m in copy.modules()) == left
+    with torch.no_grad():
+        for k in range(1, model.num_stages + 1):
+            torch.testing.assert_close(copy.features(x, k), model.features(x, k),
+                                       rtol=1e-4, atol=1e-4)
+
+
+def test_copy_is_frozen_in_eval_mode_and_leaves_the_model_untouched():
+    torch.manual_seed(0)
+    model = _with_learned_statistics(build_model("vgg", 5, **SMALL_VGG)).train()
+    model.stages[0][0].weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    copy = attack_copy(model)
+    assert not copy.training
+    assert not any(p.requires_grad for p in copy.parameters())
+    assert model.training and model.stages[1][0].weight.requires_grad
+    assert isinstance(model.stages[0][1], nn.BatchNorm2d)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_input_gradient_of_the_copy_matches_the_model():
+    torch.manual_seed(1)
+    model = _with_learned_statistics(build_model("vgg", 5, **SMALL_VGG), seed=1).eval()
+    copy = attack_copy(model)
+    x = torch.rand(4, 3, 32, 32)
+    grads = []
+    for net, layout in ((model, torch.contiguous_format), (copy, input_memory_format(x.device))):
+        xi = x.clone().contiguous(memory_format=layout).requires_grad_()
+        (grad,) = torch.autograd.grad(net.features(xi, 3).square().sum(), xi)
+        grads.append(grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_copies_use_channels_last():
+    model = build_model("vgg", 5, **SMALL_VGG)
+    copy = attack_copy(model)
+    assert input_memory_format(torch.device("cpu")) == torch.channels_last
+    assert copy.stages[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert input_memory_format(torch.device("cuda")) == torch.contiguous_format
+
+
+def test_batch_norm_without_running_statistics_is_not_folded():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
+                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)).eval()
+    x = torch.rand(2, 3, 12, 12)
+    expected = net(x)
+    assert fold_batch_norms(net) == 1
+    assert isinstance(net[1], nn.BatchNorm2d) and isinstance(net[3], nn.Identity)
+    torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-5)
