@@ -9,6 +9,7 @@ a tiny model.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from tlab import cli, zoo
 from tlab.errors import TlabError
 from tlab.record import write_json_atomic
 from tlab.sweep import (MANIFEST_FILE, RESULT_FILE, declared_parameters, expand_grid,
-                        plan_points, point_id, run_sweep)
+                        local_kernel_env, plan_points, point_id, run_sweep)
 
 PROBE = Path(__file__).resolve().parent / "fixtures" / "sweep_probe.ipynb"
 SCALE = 0.25  # the probe's default SCALE = 1 / 4
@@ -215,6 +216,18 @@ def test_local_sweep_on_two_workers_collects_a_tidy_table(tmp_path):
         assert result["status"] == "ok" and (out / pid / "sweep_probe.ipynb").exists()
         pids.add(result["pid"])
     assert len(pids) == 2  # both worker processes ran points
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    # the 2 workers share the CPUs; dask's MALLOC_TRIM_THRESHOLD_ stays out of the kernels
+    assert {json.dumps(results(out, pid)["extra"]["environment"]) for pid in ids} == {
+        json.dumps({"OMP_NUM_THREADS": share, "MALLOC_TRIM_THRESHOLD_": None})}
+
+
+def test_local_kernels_share_the_cpus_and_drop_the_malloc_trim_setting(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert local_kernel_env(2) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4",
+                                   "MALLOC_TRIM_THRESHOLD_": None}
+    assert local_kernel_env(3)["OMP_NUM_THREADS"] == "2"
+    assert local_kernel_env(16)["OMP_NUM_THREADS"] == "1"
 
 
 def test_cli_sweep_on_an_existing_loopback_cluster(loopback, tmp_path, capsys):
