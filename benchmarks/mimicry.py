@@ -9,7 +9,8 @@ once per pair, which is how the paper's timing (about 2 minutes per pair on a GP
 Both sides run the same iterations; on the loop's 32 pairs the benchmark asserts that batched
 and looped results reach the same success rate on the student. Both sides use torch's default
 thread count (every core): a batch keeps both cores of a 2-core CPU busy, one pair's small
-convolutions cannot -- that is part of what batching buys. Run it on an idle machine; other jobs on the cores distort both sides.
+convolutions cannot -- that is part of what batching buys. Run it on an idle machine; other
+jobs on the cores distort both sides.
 """
 
 from __future__ import annotations

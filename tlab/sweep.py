@@ -642,7 +642,7 @@ def _connect(scheduler: str | None, size: int, timeout: float):
 
 
 def _local_size(workers: int | None, n_points: int) -> int:
-    """How many local worker processes: ``workers`` (default: one per CPU), at most one per point."""
+    """How many local worker processes: ``workers`` (default: one per CPU), <= one per point."""
     return min(workers or os.cpu_count() or 1, n_points)
 
 
