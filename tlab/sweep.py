@@ -625,7 +625,7 @@ def _write_manifest(out_dir: Path, notebook: Path, grid: Mapping[str, Any],
         "updated_at": _now(), "complete": True})
 
 
-def _connect(scheduler: str | None, size: int, timeout: float):
+def _connect(scheduler: str | None, workers: int | None, n_points: int, timeout: float):
     """A ``(client, cluster)`` pair; ``cluster`` is None for an existing scheduler."""
     from dask.distributed import Client, LocalCluster
 
@@ -636,14 +636,10 @@ def _connect(scheduler: str | None, size: int, timeout: float):
             raise TlabError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s "
                             f"({exc}); start it with `dask scheduler` and check the address, or "
                             "leave out --scheduler to use a local cluster") from exc
+    size = min(workers or os.cpu_count() or 1, n_points)
     cluster = LocalCluster(n_workers=size, threads_per_worker=1, processes=True,
                            dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster), cluster
-
-
-def _local_size(workers: int | None, n_points: int) -> int:
-    """How many local worker processes: ``workers`` (default: one per CPU), <= one per point."""
-    return min(workers or os.cpu_count() or 1, n_points)
 
 
 def local_kernel_env(size: int) -> dict[str, str | None]:
@@ -735,10 +731,9 @@ def run_sweep(notebook: str | Path, grid: str | Path | Mapping[str, Any], *,
         (report.skipped.append(point.id) if done is not None else todo.append(point))
     client = cluster = kernel_env = None
     if todo:
-        size = _local_size(workers, len(todo))
-        client, cluster = _connect(scheduler, size, connect_timeout)
+        client, cluster = _connect(scheduler, workers, len(todo), connect_timeout)
         if cluster is not None:
-            kernel_env = local_kernel_env(size)
+            kernel_env = local_kernel_env(len(cluster.workers))
     _write_manifest(out, path, grid_data, points)
     if progress:
         print(f"sweep of {path.name}: {len(points)} points, {len(report.skipped)} already "
