@@ -132,17 +132,6 @@ def l2_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm((x - y).flatten(1), dim=1)
 
 
-def _measure_from(start: torch.Tensor, budget_kind: str) -> DistanceFn:
-    """The perturbation measure to ``start`` that the optimisation loop calls at every step.
-
-    DSSIM reuses the source images' filtered statistics (:class:`tlab.source_dssim.SourceDSSIM`,
-    the same values as :func:`dssim`).
-    """
-    if budget_kind == "dssim":
-        return SourceDSSIM(start, window=SSIM_WINDOW, sigma=SSIM_SIGMA)
-    return lambda x: l2_distance(x, start)
-
-
 # ---------------------------------------------------------------------------------------------
 # Result
 # ---------------------------------------------------------------------------------------------
@@ -277,15 +266,15 @@ def _from_tanh(w: torch.Tensor) -> torch.Tensor:
 
 
 def _search(start: torch.Tensor, distance_fn: DistanceFn, *, budget: float | None,
-            budget_kind: str, steps: int, lr: float, penalty: float,
+            measure: DistanceFn, steps: int, lr: float, penalty: float,
             keep_history: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Minimise ``distance_fn`` from ``start`` under the budget; best in-budget iterate per row.
 
+    ``measure(x)`` is the perturbation of ``x`` from ``start`` that ``budget`` bounds.
     Returns (best images, found flags, history). Rows never within budget keep ``start``.
     The iterates checked are those after steps 1..steps, as in the authors' loop (the start
     itself is not a result). Gradients flow to the pixel variable only.
     """
-    measure = _measure_from(start, budget_kind)
     w0 = _to_tanh(start)
     delta = torch.zeros_like(w0, requires_grad=True)
     optimizer = torch.optim.Adadelta([delta], lr=lr, rho=ADADELTA_RHO, eps=ADADELTA_EPS)
@@ -393,12 +382,14 @@ def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start
         x0 = start[lo:lo + size].detach().to(device, torch.float32, memory_format=layout)
         targets = [t[lo:lo + size].detach().to(device, torch.float32) for t in target_features]
         fn = _distance_fn(copies, layers, targets, input_dropout, eot_samples, generator)
-        best, found, hist = _search(x0, fn, budget=budget, budget_kind=budget_kind,
-                                    steps=steps, lr=lr, penalty=penalty, keep_history=history)
+        dssim_to_start = SourceDSSIM(x0, window=SSIM_WINDOW, sigma=SSIM_SIGMA)  # = dssim(., x0)
+        measure = dssim_to_start if budget_kind == "dssim" else lambda x: l2_distance(x, x0)
+        best, found, hist = _search(x0, fn, budget=budget, measure=measure, steps=steps,
+                                    lr=lr, penalty=penalty, keep_history=history)
         clean = _distance_fn(copies, layers, targets, 0.0, 1, None)
         with torch.no_grad():
             row = {"adversarial": best, "distance": clean(best), "start_distance": clean(x0),
-                   "dssim": SourceDSSIM(x0, window=SSIM_WINDOW, sigma=SSIM_SIGMA)(best),
+                   "dssim": dssim_to_start(best),
                    "l2": l2_distance(best, x0), "in_budget": found}
         if hist is not None:
             row["history"] = hist.T          # (rows, steps) while concatenating rows
