@@ -1,16 +1,17 @@
 """Mimicry attack throughput: one batched call vs the same attack one pair at a time.
 
-Run: ``python benchmarks/mimicry.py`` (32 and 128 pairs per call, 100 steps) or ``--quick``.
+Run: ``python benchmarks/mimicry.py`` (32, 128 and 512 pairs per call, 100 steps) or ``--quick``.
 A small VGG-style teacher is trained briefly on rendered letters and a deep-layer
 feature-extractor student on a few digits (Wang et al. 2018, Sec. 2.1); then the
 targeted mimicry attack at the student's last frozen layer runs on digit (source, target) pairs,
-as single batched calls of 32 and of 128 pairs and as a Python loop calling the same function
+as single batched calls of 32, 128 and 512 pairs and as a Python loop calling the same function
 once per pair, which is how the paper's timing (about 2 minutes per pair on a GPU) was obtained.
 Both sides run the same iterations; on the loop's 32 pairs the benchmark asserts that batched
-and looped results reach the same success rate on the student. Both sides use torch's default
-thread count (every core): a batch keeps both cores of a 2-core CPU busy, one pair's small
-convolutions cannot -- that is part of what batching buys. Run it on an idle machine; other
-jobs on the cores distort both sides.
+and looped results reach the same success rate on the student. Both sides start from torch's
+default thread count (every core). One pair's small convolutions cannot keep two cores busy; a
+batch can, and from 128 pairs on a CPU the attack gives each core its own slice of the batch
+(``tlab.mimicry.ROWS_PER_CPU_THREAD``) -- that is part of what batching buys. Run it on an idle
+machine; other jobs on the cores distort both sides.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def run(quick: bool) -> list[dict]:
     The batched results for the loop's pairs must match the loop's (same success rate).
     """
     loop_pairs, batch_sizes, steps, repeats = (8, (8, 16), 100, 1) if quick else \
-        (32, (32, 128), 100, 3)
+        (32, (32, 128, 512), 100, 3)
     teacher, student, test = _models(quick)
     sources, targets, target_labels = _pairs(test, max(batch_sizes))
     layer = teacher.num_stages

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 from torch import nn
 
-from tlab.attack_copy import attack_copy, fold_batch_norms, input_memory_format
+from tlab.attack_copy import ChannelsLast, attack_copy, fold_batch_norms, pool_before_relu
 from tlab.models import build_model
 
 from conftest import SMALL_VGG
@@ -65,26 +67,48 @@ def test_input_gradient_of_the_copy_matches_the_model():
     copy = attack_copy(model)
     x = torch.rand(4, 3, 32, 32)
     grads = []
-    for net, layout in ((model, torch.contiguous_format), (copy, input_memory_format(x.device))):
-        xi = x.clone().contiguous(memory_format=layout).requires_grad_()
+    for net in (model, copy):
+        xi = x.clone().requires_grad_()
         (grad,) = torch.autograd.grad(net.features(xi, 3).square().sum(), xi)
         grads.append(grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
 
 
-def test_cpu_copies_use_channels_last():
+def test_cpu_copies_switch_to_channels_last_after_the_normalisation():
     model = build_model("vgg", 5, **SMALL_VGG)
-    copy = attack_copy(model)
-    assert input_memory_format(torch.device("cpu")) == torch.channels_last
-    assert copy.stages[1][0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert input_memory_format(torch.device("cuda")) == torch.contiguous_format
+    copy_ = attack_copy(model)
+    assert isinstance(copy_.stages[0][0], ChannelsLast)
+    assert copy_.stages[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 32, 32)
+    assert copy_.features(x, 0).is_contiguous()                     # normalised, NCHW
+    assert copy_.features(x, 1).is_contiguous(memory_format=torch.channels_last)
+    assert not isinstance(model.stages[0][0], ChannelsLast)
 
 
-def test_batch_norm_without_running_statistics_is_not_folded():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
-                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)).eval()
-    x = torch.rand(2, 3, 12, 12)
-    expected = net(x)
-    assert fold_batch_norms(net) == 1
-    assert isinstance(net[1], nn.BatchNorm2d) and isinstance(net[3], nn.Identity)
-    torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-5)
+def test_pooling_before_the_relu_keeps_values_and_input_gradients_exactly():
+    torch.manual_seed(2)
+    block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1))
+    with torch.no_grad():
+        block[0].bias.fill_(-0.3)     # many windows with only negative values
+        block[3].bias.fill_(-0.5)
+    swapped = deepcopy(block)
+    assert pool_before_relu(swapped) == 2
+    assert [type(m) for m in swapped] == [nn.Conv2d, nn.MaxPool2d, nn.ReLU] * 2
+    x = torch.rand(5, 3, 16, 16)
+    outputs, grads = [], []
+    for net in (block, swapped):
+        xi = x.clone().requires_grad_()
+        out = net(xi)
+        (grad,) = torch.autograd.grad((out * torch.arange(out.numel()).view_as(out)).sum(), xi)
+        outputs.append(out)
+        grads.append(grad)
+    assert (outputs[0] == 0).float().mean() > 0.1
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(grads[0], grads[1])
+
+
+def test_attack_copy_of_the_vgg_teacher_pools_before_its_relus():
+    copy_ = attack_copy(build_model("vgg", 5, **SMALL_VGG))
+    order = [type(m) for stage in copy_.stages for m in stage]
+    assert order.count(nn.MaxPool2d) == 2
+    assert all(order[i + 1] is nn.ReLU for i, kind in enumerate(order) if kind is nn.MaxPool2d)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from pytorch_msssim import ssim
 
+from tlab import mimicry
 from tlab.errors import TlabError, UnknownNameError
 from tlab.mimicry import (
+    cpu_slices,
     dssim,
     l2_distance,
     mimicry_attack,
@@ -135,6 +139,38 @@ def test_batched_equals_one_pair_at_a_time():
                                    atol=1e-5, rtol=0)
         torch.testing.assert_close(batched.distance[i:i + 1], solo.distance, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(chunked.adversarial, batched.adversarial, atol=1e-5, rtol=0)
+
+
+def test_big_cpu_batches_are_split_over_the_threads_with_the_same_results(monkeypatch):
+    """From ROWS_PER_CPU_THREAD rows per torch thread, each thread attacks its own slice."""
+    cpu = torch.device("cpu")
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(5)
+    whole = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)   # one thread
+    monkeypatch.setattr(mimicry, "ROWS_PER_CPU_THREAD", 2)
+    seen = []
+
+    class RecordingDSSIM(mimicry.SourceDSSIM):
+        def __init__(self, source, **kwargs):
+            seen.append((len(source), threading.current_thread().name, torch.get_num_threads()))
+            super().__init__(source, **kwargs)
+
+    monkeypatch.setattr(mimicry, "SourceDSSIM", RecordingDSSIM)
+    torch.set_num_threads(2)
+    try:
+        assert cpu_slices(5, cpu, randomised=False) == 2
+        assert cpu_slices(3, cpu, randomised=False) == 1
+        assert cpu_slices(5, cpu, randomised=True) == 1       # input dropout: draws stay put
+        assert cpu_slices(500, torch.device("cuda"), randomised=False) == 1
+        split = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert sorted(rows for rows, _, _ in seen) == [2, 3]
+    assert all(name.startswith("tlab-mimicry") and threads == 1 for _, name, threads in seen)
+    torch.testing.assert_close(split.adversarial, whole.adversarial, atol=1e-5, rtol=0)
+    torch.testing.assert_close(split.distance, whole.distance, atol=1e-4, rtol=1e-4)
+    assert torch.equal(split.in_budget, whole.in_budget)
 
 
 def test_pair_never_within_budget_returns_source_and_is_flagged():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from pytorch_msssim import ssim
 
-from tlab.source_dssim import SourceDSSIM
+from tlab.source_dssim import SourceDSSIM, banded_window
 
 
 def library_dssim(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -51,3 +51,12 @@ def test_the_source_is_not_differentiated_or_changed():
     measure(x).sum().backward()
     assert source.grad is None and x.grad is not None
     assert torch.equal(source.detach(), kept)
+
+
+def test_banded_window_is_a_valid_correlation_in_the_right_orientation():
+    window = torch.tensor([1.0, 2.0, 4.0])          # asymmetric: a flipped band would show
+    signal = torch.arange(6.0) ** 2
+    band = banded_window(window, 6)
+    assert band.shape == (4, 6)
+    expected = torch.nn.functional.conv1d(signal.view(1, 1, 6), window.view(1, 1, 3)).flatten()
+    torch.testing.assert_close(band @ signal, expected)
