@@ -17,11 +17,12 @@ machine; other jobs on the cores distort both sides.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -29,7 +30,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tlab.data import class_balanced_subset, load_domain  # noqa: E402
-from tlab.mimicry import MimicryResult, mimicry_attack, targeted_success  # noqa: E402
+import tlab.mimicry as tlab_mimicry  # noqa: E402
+from tlab.mimicry import (  # noqa: E402
+    MimicryResult,
+    cpu_slices,
+    mimicry_attack,
+    targeted_success,
+)
 from tlab.train import TrainConfig, fit, prepare_model  # noqa: E402
 
 ARCH = "vgg"              # tlab's plain VGG-style network (Wang et al. used VGG teachers),
@@ -61,6 +68,17 @@ def _pairs(test, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x[i[keep]], x[j[keep]], test.labels[j[keep]]
 
 
+@contextlib.contextmanager
+def _no_cpu_split() -> Iterator[None]:
+    """Attack every batch whole, as if no batch were big enough to split over the cores."""
+    kept = tlab_mimicry.ROWS_PER_CPU_THREAD
+    tlab_mimicry.ROWS_PER_CPU_THREAD = sys.maxsize
+    try:
+        yield
+    finally:
+        tlab_mimicry.ROWS_PER_CPU_THREAD = kept
+
+
 def _timed(call: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
     start = time.perf_counter()
     out = call()
@@ -90,9 +108,18 @@ def run(quick: bool) -> list[dict]:
         return torch.cat([attack(sources[k:k + 1], targets[k:k + 1]).adversarial
                           for k in range(loop_pairs)])
 
+    def whole(n: int) -> Callable[[], torch.Tensor]:
+        """``batched(n)`` without the split over the cores (one batch on every thread)."""
+        def call() -> torch.Tensor:
+            with _no_cpu_split():
+                return batched(n)()
+        return call
+
     attack(sources[:2], targets[:2])                      # warm-up
+    split_size = batch_sizes[1]
     calls = {"loop": (loop_pairs, one_by_one)}
     calls.update({f"batched {n}": (n, batched(n)) for n in batch_sizes})
+    calls[f"unsplit {split_size}"] = (split_size, whole(split_size))
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     outputs: dict[str, torch.Tensor] = {}
     for r in range(repeats):
@@ -127,6 +154,10 @@ def run(quick: bool) -> list[dict]:
             "success_batched": success,
             "success_loop": loop_success,
         })
+    split_slices = cpu_slices(split_size, torch.device("cpu"), randomised=False)
+    print(f"  {split_size} pairs per call split into {split_slices} slice(s), one per thread: "
+          f"{per_pair[f'batched {split_size}']:.4f} s/pair; as one batch on "
+          f"{torch.get_num_threads()} threads: {per_pair[f'unsplit {split_size}']:.4f} s/pair")
     fastest = min(per_pair[f"batched {n}"] for n in batch_sizes)
     print(f"  at the paper's 2,000 steps that is ~{fastest * 2000 / steps:.2f} s/pair batched on "
           f"this CPU (paper: ~{PAPER_SECONDS_PER_PAIR:.0f} s/pair on a GPU, 224 px)")

@@ -24,11 +24,12 @@ Wang et al.'s layer N-1 (the deep-layer feature extractor).
 Everything here is batched: one call attacks many (source, target) pairs at once. The model is
 in eval mode (batch-norm uses running statistics, dropout is off) and each pair's loss is summed,
 not averaged, so with Adadelta's per-pixel updates every pair follows exactly the path it would
-follow alone. The loop runs on a frozen copy of each teacher with its batch norms folded into the
-convolutions, in the CPU's faster channels-last layout (:mod:`tlab.attack_copy`), and measures
-DSSIM with the source's statistics filtered once (:mod:`tlab.source_dssim`): the same function,
-about twice the speed. The non-targeted attack (Sec. 3, Eq. 2) expands each source into one pair per
-guide image and keeps the closest in-budget result.
+follow alone. The loop runs on a frozen copy of each teacher rewritten for speed (batch norms
+folded, pools before ReLUs, the CPU's faster channels-last layout; :mod:`tlab.attack_copy`) and
+measures DSSIM with the source's statistics filtered once (:mod:`tlab.source_dssim`): the same
+functions, several times faster. On a CPU a big batch is split into one slice per core
+(:data:`ROWS_PER_CPU_THREAD`). The non-targeted attack (Sec. 3, Eq. 2) expands each source into
+one pair per guide image and keeps the closest in-budget result.
 
 Beyond the paper, for the defenses notebook: ``input_dropout``/``eot_samples`` put the input
 dropout defense inside the crafting loop (expectation over transformations; Wang et al. Sec. 6.1
@@ -356,11 +357,11 @@ def _distance_fn(teachers: Sequence[StagedModel], layers: Sequence[int],
 
 #: On a CPU, a batch with at least this many rows per torch thread is split into one slice per
 #: thread, each attacked in its own Python thread computing with one torch thread. Measured on
-#: 2 cores (narrow VGG teacher, per pair and step): 128 pairs 0.184 ms split in two vs 0.205 ms
-#: as one batch on two threads; 64 pairs 0.207 vs 0.197, 32 pairs 0.256 vs 0.223. A batch of
-#: small operations keeps two threads only partly busy (each operation waits for both, the
-#: Python between operations runs on one core); two independent slices do not wait for each
-#: other.
+#: 2 cores (narrow VGG teacher, ms per pair and step, median of 4; split vs one batch on two
+#: threads): 512 pairs 0.162 vs 0.186, 128 pairs 0.171 vs 0.180, 64 pairs 0.195 vs 0.190,
+#: 32 pairs 0.253 vs 0.224. A batch of small operations keeps two threads only partly busy
+#: (each operation waits for both; the Python between operations runs on one core); two
+#: independent slices do not wait for each other, once each is big enough.
 ROWS_PER_CPU_THREAD = 64
 
 
