@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import torch
 
 from tlab.data import class_balanced_subset, load_domain
+from tlab.device import torch_threads
 from tlab.models import StagedModel
 from tlab.train import TrainConfig, fit, prepare_model
 
@@ -32,7 +32,7 @@ SMALL_VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread: faster for tiny nets, and fair to other processes on a shared CPU."""
-    with _threads(1):
+    with torch_threads(1):
         yield
 
 
@@ -54,7 +54,7 @@ def letters_teacher(letters_and_digits) -> Callable[[int], StagedModel]:
 
     @functools.cache
     def teacher(seed: int) -> StagedModel:
-        with _threads(1):
+        with torch_threads(1):
             model = prepare_model("scratch", arch="vgg", num_classes=26, seed=seed,
                                   arch_options=SMALL_VGG)
             fit(model, letters.train, None,
@@ -74,7 +74,7 @@ def deep_student(letters_and_digits, letters_teacher) -> Callable[[int], StagedM
     @functools.cache
     def student(seed: int) -> StagedModel:
         teacher = letters_teacher(seed)
-        with _threads(1):
+        with torch_threads(1):
             model = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
                                   frozen=teacher.num_stages, seed=0, arch_options=SMALL_VGG)
             fit(model, few, None,
@@ -85,22 +85,12 @@ def deep_student(letters_and_digits, letters_teacher) -> Callable[[int], StagedM
 
 
 @contextlib.contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
 def tiny_data_folder(tmp_path_factory: pytest.TempPathFactory, name: str):
     """A fresh ``TLAB_DATA`` folder and one torch thread, for a module-scoped tiny lab."""
     patch = pytest.MonkeyPatch()
     patch.setenv("TLAB_DATA", str(tmp_path_factory.mktemp(name)))
     try:
-        with _threads(1):
+        with torch_threads(1):
             yield
     finally:
         patch.undo()

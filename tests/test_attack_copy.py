@@ -85,6 +85,16 @@ def test_cpu_copies_switch_to_channels_last_after_the_normalisation():
     assert not isinstance(model.stages[0][0], ChannelsLast)
 
 
+def test_batch_norm_without_running_statistics_is_not_folded():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
+                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)).eval()
+    x = torch.rand(2, 3, 12, 12)
+    expected = net(x)
+    assert fold_batch_norms(net) == 1
+    assert isinstance(net[1], nn.BatchNorm2d) and isinstance(net[3], nn.Identity)
+    torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_pooling_before_the_relu_keeps_values_and_input_gradients_exactly():
     torch.manual_seed(2)
     block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

@@ -75,3 +75,13 @@ def test_autocast_for_computes_in_the_training_dtype(monkeypatch, choice, dtype)
 def test_describe_names_the_training_precision(monkeypatch):
     monkeypatch.setenv("TLAB_PRECISION", "float32")
     assert "training in float32" in dev.describe(CPU)
+
+
+def test_torch_threads_sets_and_restores_the_count_even_after_an_error():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError, match="inside"):
+        with dev.torch_threads(other):
+            assert torch.get_num_threads() == other
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

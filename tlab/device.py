@@ -100,6 +100,17 @@ def autocast_for(device: torch.device) -> Iterator[None]:
             yield
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run torch's CPU operations on ``count`` threads (process-wide), restoring the count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def describe(device: torch.device) -> str:
     """A one-line human description of the device, for notebooks and the CLI."""
     if device.type == "cuda":

@@ -53,7 +53,7 @@ from tlab.attack_copy import attack_copy
 from tlab.attacks import check_images, check_labels, eval_mode
 from tlab.checks import check_choice, check_positive_int
 from tlab.defenses import drop_pixels
-from tlab.device import model_device
+from tlab.device import model_device, torch_threads
 from tlab.errors import TlabError
 from tlab.metrics import predict
 from tlab.models import StagedModel
@@ -376,17 +376,6 @@ def cpu_slices(rows: int, device: torch.device, *, randomised: bool) -> int:
     return max(1, min(torch.get_num_threads(), rows // ROWS_PER_CPU_THREAD))
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Run torch operations on ``count`` threads (process-wide), restoring the count on exit."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _run_slices(attack_rows: Callable[[slice], dict[str, torch.Tensor]], rows: slice,
                 device: torch.device, *, randomised: bool) -> list[dict[str, torch.Tensor]]:
     """``attack_rows`` on ``rows``, split over the CPU cores when :func:`cpu_slices` says so.
@@ -399,7 +388,7 @@ def _run_slices(attack_rows: Callable[[slice], dict[str, torch.Tensor]], rows: s
         return [attack_rows(rows)]
     edges = torch.linspace(rows.start, rows.stop, count + 1).round().long().tolist()
     slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    with _torch_threads(1), ThreadPoolExecutor(count, thread_name_prefix="tlab-mimicry") as pool:
+    with torch_threads(1), ThreadPoolExecutor(count, thread_name_prefix="tlab-mimicry") as pool:
         return list(pool.map(attack_rows, slices))
 
 
