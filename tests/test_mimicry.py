@@ -173,6 +173,38 @@ def test_big_cpu_batches_are_split_over_the_threads_with_the_same_results(monkey
     assert torch.equal(split.in_budget, whole.in_budget)
 
 
+def test_a_failing_slice_stops_the_others_and_restores_the_thread_count(monkeypatch):
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(5)
+    monkeypatch.setattr(mimicry, "ROWS_PER_CPU_THREAD", 2)
+    steps_taken = []
+    other_running = threading.Event()
+    plain_from_tanh = mimicry._from_tanh
+
+    def counting_from_tanh(w):
+        steps_taken.append(len(w))
+        other_running.set()
+        return plain_from_tanh(w)
+
+    class FailingDSSIM(mimicry.SourceDSSIM):
+        def __init__(self, source, **kwargs):
+            if len(source) == 2:                      # the first slice fails once the other runs
+                other_running.wait(timeout=60)
+                raise RuntimeError("slice failed")
+            super().__init__(source, **kwargs)
+
+    monkeypatch.setattr(mimicry, "_from_tanh", counting_from_tanh)
+    monkeypatch.setattr(mimicry, "SourceDSSIM", FailingDSSIM)
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="slice failed"):
+            mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=100_000)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert 0 < len(steps_taken) < 100_000 and set(steps_taken) == {3}
+
+
 def test_pair_never_within_budget_returns_source_and_is_flagged():
     teacher = tiny_teacher()
     src, tgt = noise_pairs(2)

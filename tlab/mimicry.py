@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -275,15 +276,21 @@ def _from_tanh(w: torch.Tensor) -> torch.Tensor:
     return pixels + overshoot
 
 
+class _Stopped(Exception):
+    """A slice's search gave up because another slice failed or the caller was interrupted."""
+
+
 def _search(start: torch.Tensor, distance_fn: DistanceFn, *, budget: float | None,
-            measure: DistanceFn, steps: int, lr: float, penalty: float,
-            keep_history: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            measure: DistanceFn, steps: int, lr: float, penalty: float, keep_history: bool,
+            stop: threading.Event | None = None,
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Minimise ``distance_fn`` from ``start`` under the budget; best in-budget iterate per row.
 
     ``measure(x)`` is the perturbation of ``x`` from ``start`` that ``budget`` bounds.
     Returns (best images, found flags, history). Rows never within budget keep ``start``.
     The iterates checked are those after steps 1..steps, as in the authors' loop (the start
-    itself is not a result). Gradients flow to the pixel variable only.
+    itself is not a result). Gradients flow to the pixel variable only. Once ``stop`` is set
+    the search raises ``_Stopped`` at its next step.
     """
     w0 = _to_tanh(start)
     delta = torch.zeros_like(w0, requires_grad=True)
@@ -292,6 +299,8 @@ def _search(start: torch.Tensor, distance_fn: DistanceFn, *, budget: float | Non
     best_distance = torch.full((start.shape[0],), math.inf, device=start.device)
     history = []
     for step in range(steps + 1):
+        if stop is not None and stop.is_set():
+            raise _Stopped
         last = step == steps
         with torch.set_grad_enabled(not last):
             x = _from_tanh(w0 + delta)
@@ -376,20 +385,31 @@ def cpu_slices(rows: int, device: torch.device, *, randomised: bool) -> int:
     return max(1, min(torch.get_num_threads(), rows // ROWS_PER_CPU_THREAD))
 
 
-def _run_slices(attack_rows: Callable[[slice], dict[str, torch.Tensor]], rows: slice,
-                device: torch.device, *, randomised: bool) -> list[dict[str, torch.Tensor]]:
+_RowsAttack = Callable[[slice, threading.Event | None], dict[str, torch.Tensor]]
+
+
+def _run_slices(attack_rows: _RowsAttack, rows: slice, device: torch.device, *,
+                randomised: bool) -> list[dict[str, torch.Tensor]]:
     """``attack_rows`` on ``rows``, split over the CPU cores when :func:`cpu_slices` says so.
 
     Rows are independent, so the slices' results are each row's own result (up to float
-    rounding, as between any two thread counts); they come back in row order.
+    rounding, as between any two thread counts); they come back in row order. If one slice
+    fails, or the caller is interrupted (Ctrl-C in a notebook), the other slices stop at their
+    next step and the error propagates.
     """
     count = cpu_slices(rows.stop - rows.start, device, randomised=randomised)
     if count == 1:
-        return [attack_rows(rows)]
+        return [attack_rows(rows, None)]
     edges = torch.linspace(rows.start, rows.stop, count + 1).round().long().tolist()
     slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    stop = threading.Event()
     with torch_threads(1), ThreadPoolExecutor(count, thread_name_prefix="tlab-mimicry") as pool:
-        return list(pool.map(attack_rows, slices))
+        futures = [pool.submit(attack_rows, part, stop) for part in slices]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            stop.set()
+            raise
 
 
 def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start: torch.Tensor,
@@ -428,14 +448,14 @@ def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start
     size = n if batch_size is None else batch_size
     copies = [attack_copy(teacher) for teacher in teachers]
 
-    def attack_rows(rows: slice) -> dict[str, torch.Tensor]:
+    def attack_rows(rows: slice, stop: threading.Event | None) -> dict[str, torch.Tensor]:
         x0 = start[rows].detach().to(device, torch.float32).contiguous()
         targets = [t[rows].detach().to(device, torch.float32) for t in target_features]
         fn = _distance_fn(copies, layers, targets, input_dropout, eot_samples, generator)
         dssim_to_start = SourceDSSIM(x0, window=SSIM_WINDOW, sigma=SSIM_SIGMA)  # = dssim(., x0)
         measure = dssim_to_start if budget_kind == "dssim" else lambda x: l2_distance(x, x0)
         best, found, hist = _search(x0, fn, budget=budget, measure=measure, steps=steps,
-                                    lr=lr, penalty=penalty, keep_history=history)
+                                    lr=lr, penalty=penalty, keep_history=history, stop=stop)
         clean = _distance_fn(copies, layers, targets, 0.0, 1, None)
         with torch.no_grad():
             row = {"adversarial": best, "distance": clean(best), "start_distance": clean(x0),
