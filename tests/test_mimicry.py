@@ -9,6 +9,7 @@ import torch
 from pytorch_msssim import ssim
 
 from tlab import mimicry
+from tlab.device import torch_threads
 from tlab.errors import TlabError, UnknownNameError
 from tlab.mimicry import (
     cpu_slices,
@@ -156,16 +157,13 @@ def test_big_cpu_batches_are_split_over_the_threads_with_the_same_results(monkey
             super().__init__(source, **kwargs)
 
     monkeypatch.setattr(mimicry, "SourceDSSIM", RecordingDSSIM)
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         assert cpu_slices(5, cpu, randomised=False) == 2
         assert cpu_slices(3, cpu, randomised=False) == 1
         assert cpu_slices(5, cpu, randomised=True) == 1       # input dropout: draws stay put
         assert cpu_slices(500, torch.device("cuda"), randomised=False) == 1
         split = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)
         assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(1)
     assert sorted(rows for rows, _, _ in seen) == [2, 3]
     assert all(name.startswith("tlab-mimicry") and threads == 1 for _, name, threads in seen)
     torch.testing.assert_close(split.adversarial, whole.adversarial, atol=1e-5, rtol=0)
@@ -195,13 +193,10 @@ def test_a_failing_slice_stops_the_others_and_restores_the_thread_count(monkeypa
 
     monkeypatch.setattr(mimicry, "_from_tanh", counting_from_tanh)
     monkeypatch.setattr(mimicry, "SourceDSSIM", FailingDSSIM)
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         with pytest.raises(RuntimeError, match="slice failed"):
             mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=100_000)
         assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(1)
     assert 0 < len(steps_taken) < 100_000 and set(steps_taken) == {3}
 
 

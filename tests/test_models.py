@@ -46,13 +46,7 @@ BIG = ["wrn-28-10", "densenet", "tv_vgg16"]  # built once each, in dedicated tes
 IDS = [f"{name}-custom" if opts else name for name, opts, _ in SMALL]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Batches here are tiny: one thread is faster than two fighting other jobs for the CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny batches: one thread is faster
 
 
 def make(name: str, options: dict, seed: int = 0) -> StagedModel:

@@ -16,12 +16,7 @@ from tlab.zoo import ZooEntry
 TINY = {"widths": [4, 4], "fc_width": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def entry(model: StagedModel, key: str) -> ZooEntry:
