@@ -62,17 +62,16 @@ class SourceDSSIM:
         self._c2 = SSIM_K2 ** 2
         with torch.no_grad():
             self._source = source.detach().contiguous()
-            mean = self._filter(self._source)
-            self._mean = mean
-            self._mean_sq_c1 = mean.square() + self._c1
-            self._variance_c2 = self._filter(self._source.square()) - mean.square() + self._c2
+            self._mean = self._filter(self._source)
+            mean_sq = self._mean.square()
+            self._mean_sq_c1 = mean_sq + self._c1
+            self._variance_c2 = self._filter(self._source.square()) - mean_sq + self._c2
 
     def _filter(self, maps: torch.Tensor) -> torch.Tensor:
         """Gaussian-filter every (H, W) map of ``maps`` without padding -> (..., H', W')."""
         return self._down @ (maps @ self._across)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
         mean_x = self._filter(x)
         second_x = self._filter(x * x)
         cross = self._filter(x * self._source)
