@@ -111,8 +111,14 @@ def test_evaluation_matches_the_metrics_module(tiny_lab):
 
 
 def test_a_on_b_is_its_own_black_box_attacker(tiny_lab):
+    """A on B is the source model itself, so its black-box attack is its white-box attack:
+    gamma is 0 wherever a_w > 0 and NaN (the documented policy) where every attacked image was
+    fooled. Which of the two occurs depends on the trained model (e.g. the CPU's bfloat16
+    rounding), so the test checks the property for whatever accuracies the model reached."""
     row = tiny_lab.evaluate("A on B", seed=0)
-    assert row["wb"] == row["bb"] and row["gamma"] == [0.0, 0.0]
+    assert row["wb"] == row["bb"]
+    for white, gamma in zip(row["wb"], row["gamma"]):
+        assert (gamma == 0.0) if white > 0 else np.isnan(gamma), (white, gamma)
 
 
 def test_a_warm_evaluation_loads_no_model(tiny_lab, monkeypatch):
