@@ -15,6 +15,11 @@ from tlab.models import StagedModel
 from tlab.train import TrainConfig, fit, prepare_model
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: they open the notebooks on the data the papermill runs warmed."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture
 def tlab_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty data folder for this test (TLAB_DATA points at it)."""

@@ -16,12 +16,12 @@ from tlab.metrics import minmax_normalise_columns
 
 
 def setup_plotly() -> None:
-    """Render figures both live (JupyterLab's plotly mimetype) and in exported HTML.
+    """Figures as plotly's JSON mimetype, which JupyterLab, Notebook 7 and VS Code draw.
 
-    The ``notebook`` renderer embeds plotly.js in the output, so the executed notebooks and their
-    HTML exports under ``runs/`` show figures offline.
+    Executed notebooks keep only that JSON (no copy of plotly.js in every notebook); the HTML
+    export of :mod:`tlab.runner` turns it into self-contained figures that work offline.
     """
-    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.renderers.default = "plotly_mimetype"
     pio.templates.default = "plotly_white"
 
 
@@ -175,6 +175,16 @@ def histograms(groups: Mapping[str, Sequence[float]], *, x_title: str, title: st
     return fig
 
 
+def whole_number_ticks(x: Sequence[float]) -> dict[str, float]:
+    """Axis settings that put ticks on whole numbers when every x is one (epochs, eps x 255),
+    about ten of them; empty for other axes (plotly's own ticks fall on 1.5, 2.5, ...)."""
+    values = np.asarray(list(x), dtype=float)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+        return {}
+    span = float(values.max() - values.min())
+    return {"tick0": 0, "dtick": max(1, int(np.ceil(span / 10)))}
+
+
 def mean_curves(x: Sequence[float], series: Mapping[str, Sequence[Sequence[float]]], *,
                 x_title: str, y_title: str, title: str = "", percent: bool = True) -> go.Figure:
     """Like :func:`curves` for repeated measurements: one row per seed, drawn as the mean with
@@ -188,6 +198,7 @@ def mean_curves(x: Sequence[float], series: Mapping[str, Sequence[Sequence[float
             error_y=dict(type="data", array=spread, visible=len(array) > 1)))
     fig.update_layout(title=title, xaxis_title=x_title,
                       yaxis_title=f"{y_title} (%)" if percent else y_title, height=400)
+    fig.update_xaxes(**whole_number_ticks(x))
     return fig
 
 
@@ -222,7 +233,8 @@ def side_by_side(figures: Sequence[go.Figure], *, titles: Sequence[str] = (), ti
             trace.showlegend = trace.name not in seen
             seen.add(trace.name)
             fig.add_trace(trace, row=1, col=col)
-        fig.update_xaxes(title=panel.layout.xaxis.title.text, type=panel.layout.xaxis.type,
+        axis = panel.layout.xaxis
+        fig.update_xaxes(title=axis.title.text, type=axis.type, tick0=axis.tick0, dtick=axis.dtick,
                          row=1, col=col)
         fig.update_yaxes(title=panel.layout.yaxis.title.text, type=panel.layout.yaxis.type,
                          row=1, col=col)

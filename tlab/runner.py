@@ -15,12 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import papermill
-from nbconvert import HTMLExporter
 
 from tlab.catalog import NotebookInfo, available_notebooks, find_notebook
 from tlab.errors import TlabError
+from tlab.html_export import export_html, figure_html, first_figure
 from tlab.paths import writable_dir
 from tlab.presets import check_preset
 
@@ -51,13 +50,6 @@ def check_parameters(info: NotebookInfo, parameters: dict[str, Any]) -> None:
                         f"its parameters are: {', '.join(sorted(declared))}")
 
 
-def _export_html(ipynb: Path) -> Path:
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
-    target = ipynb.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
-
-
 def run_one(info: NotebookInfo, out_dir: Path, parameters: dict[str, Any]) -> NotebookRun:
     """Execute one notebook with papermill; never raises for an error inside the notebook."""
     output = out_dir / f"{info.name}.ipynb"
@@ -70,26 +62,67 @@ def run_one(info: NotebookInfo, out_dir: Path, parameters: dict[str, Any]) -> No
     except papermill.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
     seconds = time.perf_counter() - start
-    page = _export_html(output) if output.exists() else None
+    page = export_html(output) if output.exists() else None
     return NotebookRun(name=info.name, status="failed" if error else "ok", seconds=seconds,
                        output=output.name, html=page.name if page else "", error=error)
 
 
+INDEX_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } .meta { color: #666; }
+.run { display: grid; grid-template-columns: 1fr 360px; gap: 1em; align-items: center;
+       border: 1px solid #ddd; border-radius: 6px; padding: 0.8em 1em; margin: 0.8em 0; }
+.run h2 { font-size: 1.1em; margin: 0 0 0.3em 0; } .paper { color: #444; margin: 0.2em 0; }
+.ok { color: #1e7d32; font-weight: bold; } .failed { color: #b71c1c; font-weight: bold; }
+.error { color: #b71c1c; white-space: pre-wrap; font-family: monospace; font-size: 0.85em; }
+.thumb { height: 240px; overflow: hidden; } .nofig { color: #888; font-style: italic; }
+"""
+
+
+def _index_entry(run: NotebookRun, info: NotebookInfo | None, figure: dict[str, Any] | None,
+                 include_plotlyjs: bool) -> str:
+    paper = (f"<p class='paper'>{html.escape(info.paper)}, Sec. {html.escape(info.section)}: "
+             f"{html.escape(info.teaches)}</p>" if info else "")
+    error = f"<p class='error'>{html.escape(run.error)}</p>" if run.error else ""
+    link = (f"<a href='{html.escape(run.html)}'>{html.escape(run.name)}</a>" if run.html
+            else html.escape(run.name))
+    thumb = (figure_html(figure, include_plotlyjs=include_plotlyjs, height=240) if figure
+             else "<p class='nofig'>no figure</p>")
+    return (f"<div class='run'><div><h2>{link}</h2>{paper}<p><span class='{run.status}'>"
+            f"{run.status}</span> in {run.seconds:.1f} s</p>{error}</div>"
+            f"<div class='thumb'>{thumb}</div></div>")
+
+
 def write_index(out_dir: Path, runs: list[NotebookRun], preset: str) -> Path:
-    """``index.html`` (a table linking every executed notebook) and ``runs.json``."""
-    rows = "\n".join(
-        f"<tr><td><a href='{html.escape(r.html)}'>{html.escape(r.name)}</a></td>"
-        f"<td>{r.status}</td><td>{r.seconds:.1f}</td><td>{html.escape(r.error)}</td></tr>"
-        for r in runs)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tlab runs ({preset})"
-            f"</title></head><body><h1>tlab: executed notebooks, preset {html.escape(preset)}</h1>"
-            f"<p>{time.strftime('%Y-%m-%d %H:%M:%S')}</p><table border='1' cellpadding='4'>"
-            f"<tr><th>notebook</th><th>status</th><th>seconds</th><th>error</th></tr>{rows}"
-            f"</table></body></html>")
+    """``index.html`` (every executed notebook: paper, section, status, time, first figure)
+    and ``runs.json``. The page works offline, like the notebooks' exports."""
+    catalog = {info.name: info for info in available_notebooks()}
+    entries, inlined = [], False
+    for run in runs:
+        figure = first_figure(out_dir / run.output) if (out_dir / run.output).exists() else None
+        thumbnail_figure = _thumbnail(figure)
+        entries.append(_index_entry(run, catalog.get(run.name), thumbnail_figure,
+                                    include_plotlyjs=not inlined))
+        inlined = inlined or thumbnail_figure is not None
+    ok = sum(r.status == "ok" for r in runs)
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>tlab runs ({html.escape(preset)})</title><style>{INDEX_STYLE}</style></head>"
+            f"<body><h1>tlab: executed notebooks, preset {html.escape(preset)}</h1>"
+            f"<p class='meta'>{time.strftime('%Y-%m-%d %H:%M:%S')}; {ok} of {len(runs)} ok; "
+            f"{sum(r.seconds for r in runs):.0f} s in all</p>{''.join(entries)}</body></html>")
     (out_dir / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+def _thumbnail(figure: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A figure shrunk for the index: no legend, small margins, 240 px high."""
+    if figure is None:
+        return None
+    layout = {**figure.get("layout", {}), "height": 240, "showlegend": False,
+              "margin": {"l": 30, "r": 10, "t": 30, "b": 25}, "font": {"size": 9}}
+    return {**figure, "layout": layout, "config": {"staticPlot": True}}
 
 
 def run_notebooks(names: list[str] | None = None, *, preset: str = "quick",

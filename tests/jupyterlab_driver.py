@@ -1,0 +1,323 @@
+"""Drive JupyterLab in a real browser, as a student does: open a notebook, Run All, move controls.
+
+Used by ``tests/test_browser.py`` and ``benchmarks/widgets.py``. The parts are real: a JupyterLab
+server started here on 127.0.0.1 (a free port, a random token, its own settings and workspace
+folders, the notebooks copied to a scratch folder so that saving never touches the checkout),
+and Debian's Chromium driven by Playwright's Python package through the system executable
+(``playwright install`` downloads browsers and is never used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+#: JupyterLab user settings for the test (the news switch is the lab's own ``overrides.json``):
+#: no autosave, so "modified" on the tab means what the student would see before saving.
+TEST_SETTINGS = {
+    "@jupyterlab/docmanager-extension:plugin": {"autosave": False},
+}
+#: Chromium flags for this machine's closed network (see the environment notes).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage"]
+
+# A cheap fingerprint of a plotly figure: its title and a hash of its data and layout.
+FIGURE_SIGNATURE_JS = """
+(gd) => {
+  const text = JSON.stringify([gd.layout && gd.layout.title, gd.data, gd.layout && gd.layout.annotations]);
+  let h = 0;
+  for (let i = 0; i < text.length; i++) { h = (h * 31 + text.charCodeAt(i)) | 0; }
+  const title = gd.layout && gd.layout.title ? (gd.layout.title.text || gd.layout.title) : '';
+  return String(title) + ' #' + h + ' len ' + text.length;
+}
+"""
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium, if installed."""
+    return next((p for p in CHROMIUM_CANDIDATES if Path(p).exists()), None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LabServer:
+    """A JupyterLab server on 127.0.0.1 serving a scratch copy of the notebooks."""
+
+    root: Path
+    port: int = 0
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, env: dict[str, str] | None = None, timeout: float = 120) -> LabServer:
+        self.port = self.port or free_port()
+        notebooks = self.root / "notebooks"
+        shutil.copytree(ROOT / "notebooks", notebooks, dirs_exist_ok=True)
+        app_settings = self.root / "app-settings"
+        app_settings.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "binder" / "overrides.json", app_settings / "overrides.json")
+        user_settings = self.root / "user-settings"
+        for plugin, values in TEST_SETTINGS.items():
+            package, name = plugin.split(":")
+            target = user_settings / package / f"{name}.jupyterlab-settings"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(values))
+        self.log = self.root / "jupyterlab.log"
+        command = [sys.executable, "-m", "jupyter", "lab", "--no-browser",
+                   "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+                   "--ServerApp.port_retries=0", "--allow-root",
+                   f"--IdentityProvider.token={self.token}",
+                   f"--ServerApp.root_dir={self.root}",
+                   f"--LabApp.app_settings_dir={app_settings}",
+                   f"--LabApp.user_settings_dir={user_settings}",
+                   f"--LabApp.workspaces_dir={self.root / 'workspaces'}",
+                   "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+                   "jupyterlab.NeverCheckForUpdate"]
+        full_env = {**os.environ, **(env or {}), "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
+        self.process = subprocess.Popen(command, stdout=self.log.open("wb"),
+                                        stderr=subprocess.STDOUT, env=full_env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited: see {self.log}\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}",
+                                            timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"JupyterLab did not answer in {timeout} s: see {self.log}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def api(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(f"{self.url}/api/{path}?token={self.token}",
+                                         method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        """End every notebook session (and its kernel), as closing a tab and its kernel does."""
+        for session in self.api("GET", "sessions"):
+            self.api("DELETE", f"sessions/{session['id']}")
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/notebooks/{name}.ipynb?token={self.token}&reset"
+
+
+@dataclass
+class ControlChange:
+    """One control moved in a panel and what the figure under it did."""
+
+    panel: int
+    control: str
+    action: str
+    changed: bool
+    seconds: float
+    before: str
+    after: str
+
+
+@dataclass
+class NotebookVisit:
+    """What a student's Run All and control changes showed in one notebook."""
+
+    name: str
+    run_seconds: float = 0.0
+    executed_cells: int = 0
+    code_cells: int = 0
+    figures_drawn: int = 0
+    panels: int = 0
+    error_outputs: list[str] = field(default_factory=list)
+    log_console: str = ""
+    dirty_on_open: bool = False
+    changes: list[ControlChange] = field(default_factory=list)
+    screenshots: list[str] = field(default_factory=list)
+
+
+class LabPage:
+    """One browser tab on a JupyterLab server."""
+
+    def __init__(self, page: Any, server: LabServer, shots: Path) -> None:
+        self.page = page
+        self.server = server
+        self.shots = shots
+
+    def screenshot(self, visit: NotebookVisit, tag: str) -> None:
+        path = self.shots / f"{visit.name}-{tag}.png"
+        self.page.screenshot(path=str(path), full_page=False)
+        visit.screenshots.append(str(path))
+
+    def open(self, name: str, visit: NotebookVisit) -> None:
+        page = self.page
+        page.goto(self.server.notebook_url(name))
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+        page.wait_for_function(
+            "() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+            " return s && s.getAttribute('data-status') === 'idle'; }", timeout=90_000)
+        page.wait_for_timeout(4000)  # JupyterLab writes the kernel's language_info after idle
+        visit.dirty_on_open = page.locator(".lm-TabBar-tab.jp-mod-dirty").count() > 0
+
+    def run_all(self, visit: NotebookVisit, timeout_s: float) -> None:
+        page = self.page
+        start = time.monotonic()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        # Every code cell gets an execution count, and the kernel falls idle.
+        page.wait_for_function(
+            """() => {
+              const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+              const done = prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+              const s = document.querySelector('.jp-Notebook-ExecutionIndicator');
+              return done && s && s.getAttribute('data-status') === 'idle';
+            }""", timeout=timeout_s * 1000, polling=500)
+        visit.run_seconds = time.monotonic() - start
+        page.wait_for_timeout(1500)  # let plotly finish drawing
+        counts = page.evaluate("""() => {
+          const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+          return {code: prompts.length,
+                  executed: prompts.filter(p => /\\[\\d+\\]/.test(p.textContent)).length,
+                  figures: document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot').length,
+                  panels: document.querySelectorAll('.tlab-panel').length,
+                  errors: [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+                          .map(e => e.textContent).filter(t => /Traceback|Error:/.test(t) && /\\n.*(Error|Exception)\\b/.test(t))};
+        }""")
+        visit.code_cells, visit.executed_cells = counts["code"], counts["executed"]
+        visit.figures_drawn, visit.panels = counts["figures"], counts["panels"]
+        visit.error_outputs = [e[:2000] for e in counts["errors"]]
+
+    def log_console_count(self) -> str:
+        """The status bar's log console badge ('' when nothing was logged)."""
+        return self.page.evaluate("""() => {
+          const item = document.querySelector('.jp-LogConsoleStatusItem');
+          return item ? item.textContent.trim() : '';
+        }""")
+
+    def _signature(self, panel: Any) -> str:
+        plot = panel.locator(".widget-output .js-plotly-plot").first
+        plot.wait_for(state="attached", timeout=10_000)
+        return str(plot.evaluate(FIGURE_SIGNATURE_JS))
+
+    def _controls(self, panel: Any) -> list[tuple[str, Any]]:
+        box = panel.locator(":scope > .widget-box, :scope > .jupyter-widgets").first
+        found = []
+        for kind in ("widget-toggle-buttons", "widget-slider", "widget-dropdown"):
+            items = box.locator(f".{kind}")
+            for i in range(items.count()):
+                found.append((kind, items.nth(i)))
+        return found
+
+    def _act(self, kind: str, control: Any) -> str | None:
+        """Move a control to another value; returns what was done (None: nothing possible)."""
+        if kind == "widget-toggle-buttons":
+            buttons = control.locator("button.widget-toggle-button")
+            for i in range(buttons.count()):
+                button = buttons.nth(i)
+                if "mod-active" not in (button.get_attribute("class") or "") and button.is_enabled():
+                    label = button.inner_text()
+                    button.click()
+                    return f"click {label!r}"
+            return None
+        if kind == "widget-slider":
+            handle = control.locator(".noUi-handle").first
+            if handle.get_attribute("aria-disabled") == "true" or \
+                    "disabled" in (control.get_attribute("class") or ""):
+                return None
+            now, top = handle.get_attribute("aria-valuenow"), handle.get_attribute("aria-valuemax")
+            key = "ArrowLeft" if now == top else "ArrowRight"
+            handle.focus()
+            handle.press(key)
+            return f"{key} from {now}"
+        select = control.locator("select").first
+        if select.is_disabled():
+            return None
+        current = select.input_value()
+        options = [o for o in select.locator("option").all_inner_texts()]
+        values = select.locator("option").evaluate_all("os => os.map(o => o.value)")
+        for value, text in zip(values, options):
+            if value != current:
+                select.select_option(value)
+                return f"select {text!r}"
+        return None
+
+    def move_every_control(self, visit: NotebookVisit, wait_s: float = 2.0) -> None:
+        """Change each enabled control of each panel (then put it back); time the redraw."""
+        panels = self.page.locator(".tlab-panel")
+        for p in range(panels.count()):
+            panel = panels.nth(p)
+            panel.scroll_into_view_if_needed()
+            for kind, control in self._controls(panel):
+                label = control.locator(".widget-label").first.inner_text() or kind
+                for phase in ("change", "back"):
+                    before = self._signature(panel)
+                    start = time.monotonic()
+                    action = self._act(kind, control)
+                    if action is None:
+                        visit.changes.append(ControlChange(p, label, "disabled", False, 0.0,
+                                                           before, before))
+                        break
+                    after, changed = before, False
+                    while time.monotonic() - start < wait_s + 3:
+                        try:
+                            after = self._signature(panel)
+                        except Exception:  # the old plot is being replaced: look again
+                            after = before
+                        if after != before:
+                            changed = True
+                            break
+                        self.page.wait_for_timeout(25)
+                    visit.changes.append(ControlChange(p, label, f"{phase}: {action}", changed,
+                                                       time.monotonic() - start, before, after))
+                    if phase == "change" and kind == "widget-slider":
+                        break  # a slider's "back" is another keypress: one move is enough
+
+
+def visit_notebook(lab: LabPage, name: str, *, run_timeout_s: float = 600) -> NotebookVisit:
+    """Open, Run All, look, move every control: what a student does with one notebook."""
+    visit = NotebookVisit(name)
+    lab.open(name, visit)
+    lab.run_all(visit, run_timeout_s)
+    lab.screenshot(visit, "after-run-all")
+    lab.move_every_control(visit)
+    visit.log_console = lab.log_console_count()
+    lab.screenshot(visit, "after-controls")
+    lab.server.shutdown_kernels()
+    return visit
+
+
+def launch_chromium(playwright: Any) -> Any:
+    path = chromium_path()
+    if path is None:
+        raise RuntimeError("Debian's chromium is not installed (apt-get install chromium)")
+    return playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
