@@ -22,8 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jupyterlab_driver import LabPage, LabServer, launch_chromium, visit_notebook  # noqa: E402
-from tlab.catalog import available_notebooks, find_notebook  # noqa: E402
+from jupyterlab_driver import (
+    NOT_MOVABLE,
+    LabPage,
+    LabServer,
+    launch_chromium,
+    visit_notebook,
+)
+
+from tlab.catalog import available_notebooks, find_notebook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.warm:
                     visit_notebook(lab, info.name)
                 visit = visit_notebook(lab, info.name)
-                times = [c.seconds for c in visit.changes if c.action != "disabled"]
-                stuck = sum(not c.changed for c in visit.changes if c.action != "disabled")
+                times = [c.seconds for c in visit.changes if c.action != NOT_MOVABLE]
+                stuck = sum(not c.changed for c in visit.changes if c.action != NOT_MOVABLE)
                 rows.append((info.name, visit.panels, len(times), stuck, visit.run_seconds,
                              statistics.median(times) if times else float("nan"),
                              max(times) if times else float("nan")))

@@ -24,6 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+#: The action recorded for a control that cannot move: disabled, or only one value to offer.
+NOT_MOVABLE = "not movable"
 #: JupyterLab user settings for the test (the news switch is the lab's own ``overrides.json``):
 #: no autosave, so "modified" on the tab means what the student would see before saving.
 TEST_SETTINGS = {
@@ -77,7 +79,8 @@ class LabServer:
         shutil.copytree(ROOT / "notebooks", notebooks, dirs_exist_ok=True)
         app_settings = self.root / "app-settings"
         app_settings.mkdir(exist_ok=True)
-        shutil.copy(ROOT / "binder" / "overrides.json", app_settings / "overrides.json")
+        shutil.copytree(ROOT / "binder" / "overrides.d", app_settings / "overrides.d",
+                        dirs_exist_ok=True)
         user_settings = self.root / "user-settings"
         for plugin, values in TEST_SETTINGS.items():
             package, name = plugin.split(":")
@@ -93,8 +96,8 @@ class LabServer:
                    f"--LabApp.app_settings_dir={app_settings}",
                    f"--LabApp.user_settings_dir={user_settings}",
                    f"--LabApp.workspaces_dir={self.root / 'workspaces'}",
-                   "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-                   "jupyterlab.NeverCheckForUpdate"]
+                   "--LabApp.news_url=",
+                   "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         full_env = {**os.environ, **(env or {}), "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
         self.process = subprocess.Popen(command, stdout=self.log.open("wb"),
                                         stderr=subprocess.STDOUT, env=full_env)
@@ -273,25 +276,27 @@ class LabPage:
 
     def move_every_control(self, visit: NotebookVisit, wait_s: float = 2.0) -> None:
         """Change each enabled control of each panel (then put it back); time the redraw."""
+        from playwright.sync_api import Error as PlaywrightError  # optional dependency
+
         panels = self.page.locator(".tlab-panel")
         for p in range(panels.count()):
             panel = panels.nth(p)
             panel.scroll_into_view_if_needed()
             for kind, control in self._controls(panel):
-                label = control.locator(".widget-label").first.inner_text() or kind
+                label = (control.locator(".widget-label").first.text_content() or kind).strip()
                 for phase in ("change", "back"):
                     before = self._signature(panel)
                     start = time.monotonic()
                     action = self._act(kind, control)
                     if action is None:
-                        visit.changes.append(ControlChange(p, label, "disabled", False, 0.0,
+                        visit.changes.append(ControlChange(p, label, NOT_MOVABLE, False, 0.0,
                                                            before, before))
                         break
                     after, changed = before, False
                     while time.monotonic() - start < wait_s + 3:
                         try:
                             after = self._signature(panel)
-                        except Exception:  # the old plot is being replaced: look again
+                        except PlaywrightError:  # the old plot is being replaced: look again
                             after = before
                         if after != before:
                             changed = True

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import traceback
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -91,7 +92,7 @@ class Panel(widgets.VBox):
     def _on_change(self, _change: dict[str, Any]) -> None:
         try:
             self.figure = self._draw()
-        except Exception as exc:  # shown where the figure stood, never in the Log Console
+        except Exception as exc:  # noqa: BLE001 -- any error is shown where the figure stood
             self.output.outputs = ({"output_type": "error", "ename": type(exc).__name__,
                                     "evalue": str(exc),
                                     "traceback": traceback.format_exception(exc)},)
