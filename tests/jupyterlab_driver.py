@@ -182,6 +182,15 @@ class LabPage:
         self.page.screenshot(path=str(path), full_page=False)
         visit.screenshots.append(str(path))
 
+    def panel_screenshots(self, visit: NotebookVisit) -> None:
+        """One picture of each panel as the student left it."""
+        panels = self.page.locator(".tlab-panel")
+        for p in range(panels.count()):
+            panels.nth(p).scroll_into_view_if_needed()
+            path = self.shots / f"{visit.name}-panel-{p}.png"
+            panels.nth(p).screenshot(path=str(path))
+            visit.screenshots.append(str(path))
+
     def open(self, name: str, visit: NotebookVisit) -> None:
         page = self.page
         page.goto(self.server.notebook_url(name))
@@ -317,6 +326,7 @@ def visit_notebook(lab: LabPage, name: str, *, run_timeout_s: float = 600) -> No
     lab.move_every_control(visit)
     visit.log_console = lab.log_console_count()
     lab.screenshot(visit, "after-controls")
+    lab.panel_screenshots(visit)
     lab.server.shutdown_kernels()
     return visit
 

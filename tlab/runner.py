@@ -81,8 +81,9 @@ h1 { font-size: 1.5em; } .meta { color: #666; }
 
 def _index_entry(run: NotebookRun, info: NotebookInfo | None, figure: dict[str, Any] | None,
                  include_plotlyjs: bool) -> str:
-    paper = (f"<p class='paper'>{html.escape(info.paper)}, Sec. {html.escape(info.section)}: "
-             f"{html.escape(info.teaches)}</p>" if info else "")
+    where = info and (info.paper if info.section == "-" else f"{info.paper}, Sec. {info.section}")
+    paper = (f"<p class='paper'>{html.escape(where)}: {html.escape(info.teaches)}</p>"
+             if info and where else "")
     error = f"<p class='error'>{html.escape(run.error)}</p>" if run.error else ""
     link = (f"<a href='{html.escape(run.html)}'>{html.escape(run.name)}</a>" if run.html
             else html.escape(run.name))
@@ -120,8 +121,9 @@ def _thumbnail(figure: dict[str, Any] | None) -> dict[str, Any] | None:
     """A figure shrunk for the index: no legend, small margins, 240 px high."""
     if figure is None:
         return None
-    layout = {**figure.get("layout", {}), "height": 240, "showlegend": False,
-              "margin": {"l": 30, "r": 10, "t": 30, "b": 25}, "font": {"size": 9}}
+    layout = {key: value for key, value in figure.get("layout", {}).items() if key != "width"}
+    layout |= {"height": 240, "autosize": True, "showlegend": False,
+               "margin": {"l": 30, "r": 10, "t": 30, "b": 25}, "font": {"size": 9}}
     return {**figure, "layout": layout, "config": {"staticPlot": True}}
 
 
