@@ -206,13 +206,17 @@ class LabPage:
         start = time.monotonic()
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        # Every code cell gets an execution count, and the kernel falls idle.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+            ".some(p => p.textContent.includes('*'))", timeout=30_000, polling=100)
+        # Run All queues every code cell ("[*]"); it is over when none is queued any more and
+        # the kernel is idle. After an error the cells below it fall back to "[ ]".
         page.wait_for_function(
             """() => {
               const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-              const done = prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+              const queued = prompts.some(p => p.textContent.includes('*'));
               const s = document.querySelector('.jp-Notebook-ExecutionIndicator');
-              return done && s && s.getAttribute('data-status') === 'idle';
+              return prompts.length > 0 && !queued && s && s.getAttribute('data-status') === 'idle';
             }""", timeout=timeout_s * 1000, polling=500)
         visit.run_seconds = time.monotonic() - start
         page.wait_for_timeout(1500)  # let plotly finish drawing

@@ -71,3 +71,13 @@ def test_side_by_side_merges_histogram_groups_whose_names_carry_counts():
     mixed = plots.side_by_side([plots.histograms({"Scratch": [1.0], "FT": [2.0]}, x_title="n"),
                                 left])
     assert len({t.line.color for t in mixed.data}) == 4  # four groups, four colours
+
+
+@pytest.mark.parametrize(("x", "expected"), [
+    ([1, 2, 3, 4], {"tick0": 0, "dtick": 1}),          # epochs: no 1.5-epoch ticks
+    ([0, 2, 4, 8, 16, 32], {"tick0": 0, "dtick": 4}),  # eps x 255: about ten ticks
+    ([0.5, 1.0], {}), (["clean", "FGSM"], {})])
+def test_whole_number_axes_get_whole_number_ticks_and_others_keep_plotlys(x, expected):
+    assert plots.whole_number_ticks(x) == expected and plots.whole_number_ticks([]) == {}
+    figure = plots.curves(x, {"a": [0.5] * len(x)}, x_title="x", y_title="y")
+    assert figure.layout.xaxis.dtick == expected.get("dtick")

@@ -177,8 +177,12 @@ def histograms(groups: Mapping[str, Sequence[float]], *, x_title: str, title: st
 
 def whole_number_ticks(x: Sequence[float]) -> dict[str, float]:
     """Axis settings that put ticks on whole numbers when every x is one (epochs, eps x 255),
-    about ten of them; empty for other axes (plotly's own ticks fall on 1.5, 2.5, ...)."""
-    values = np.asarray(list(x), dtype=float)
+    about ten of them; empty for other axes, categorical ones included (plotly's own ticks on a
+    short whole-number axis fall on 1.5, 2.5, ...)."""
+    try:
+        values = np.asarray(list(x), dtype=float)
+    except (TypeError, ValueError):  # categories: plotly places one tick per category
+        return {}
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
         return {}
     span = float(values.max() - values.min())
