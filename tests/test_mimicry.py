@@ -47,11 +47,17 @@ def lab(letters_and_digits, letters_teacher, deep_student):
     return {"teacher": teacher, **students, "x": x, "y": y, "src": i[keep], "tgt": j[keep]}
 
 
+#: Enough steps for the deep-layer student's targeted success to clear the +0.3 margin over
+#: full fine-tuning (0 of 16) by several pairs: 5 of 16 are needed; at 240 steps the student of
+#: a bfloat16-trained teacher reaches 10 (13 in float32), at 120 steps only 7 (11 in float32).
+TARGETED_STEPS = 240
+
+
 @pytest.fixture(scope="module")
 def targeted(lab):
     x, s, t = lab["x"], lab["src"], lab["tgt"]
     return mimicry_attack(lab["teacher"], x[s], x[t], layer=lab["teacher"].num_stages,
-                          budget=0.002, steps=120, history=True)
+                          budget=0.002, steps=TARGETED_STEPS, history=True)
 
 
 def noise_pairs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +115,7 @@ def test_in_budget_results_respect_the_budget_and_pixel_range(lab, targeted):
 def test_layer_distance_shrinks(lab, targeted):
     assert bool((targeted.distance < targeted.start_distance).all())
     assert targeted.distance.mean().item() < 0.75 * targeted.start_distance.mean().item()
-    assert targeted.history.shape == (120, len(targeted))
+    assert targeted.history.shape == (TARGETED_STEPS, len(targeted))
     # the returned image is one of the iterates, and none of them got closer than the minimum
     gap = (targeted.history - targeted.distance).abs().min(0).values
     assert gap.max().item() < 1e-4
@@ -239,22 +245,39 @@ def test_teacher_is_left_untouched():
 
 def test_untargeted_keeps_the_closest_guide_of_another_class(lab):
     teacher, x, y = lab["teacher"], lab["x"], lab["y"]
-    sources = lab["src"][:4]
+    sources = lab["src"]
     pool = torch.stack([(y == c).nonzero()[0, 0] for c in range(3)])   # one guide per class 0-2
     k = teacher.num_stages
     # lr 10 as the notebooks use: with the paper's lr 1, 60 steps barely move the image
     result = mimicry_untargeted(teacher, x[sources], x[pool], layer=k, budget=0.003, steps=60,
                                 lr=10.0, source_labels=y[sources], pool_labels=y[pool])
-    assert len(result) == 4
+    assert len(result) == len(sources)
     assert bool((y[pool][result.target_index] != y[sources]).all())
-    # the chosen distance is the smallest over the allowed guides, each run as a targeted pair
-    for i, s in enumerate(sources.tolist()):
-        allowed = [p for p in pool.tolist() if y[p] != y[s]]
-        solo = mimicry_attack(teacher, x[[s] * len(allowed)], x[allowed], layer=k,
-                              budget=0.003, steps=60, lr=10.0)
-        assert result.distance[i].item() == pytest.approx(solo.distance.min().item(), abs=1e-4)
+    # The chosen result is the closest over the allowed guides, all run as targeted pairs. They
+    # run in one batch, the one the untargeted attack makes (source by source, guides in pool
+    # order): at lr 10 with a 1e10 penalty, rounding differences between batch shapes can send a
+    # pair down another path (seen with a bfloat16-trained teacher), so separate runs per source
+    # would test batch invariance (test_batched_equals_one_pair_at_a_time) by chance, not this.
+    rows = [(i, g) for i, s in enumerate(sources.tolist()) for g, p in enumerate(pool.tolist())
+            if y[p] != y[s]]
+    row_sources = sources[[i for i, _ in rows]]
+    row_guides = pool[[g for _, g in rows]]
+    pairs = mimicry_attack(teacher, x[row_sources], x[row_guides], layer=k, budget=0.003,
+                           steps=60, lr=10.0)
+    for i in range(len(sources)):
+        mine = [r for r, (source, _) in enumerate(rows) if source == i]
+        best = min(mine, key=lambda r: (not pairs.in_budget[r], pairs.distance[r].item()))
+        assert result.target_index[i].item() == rows[best][1]
+        assert result.distance[i].item() == pytest.approx(pairs.distance[best].item(), abs=1e-4)
+        torch.testing.assert_close(result.adversarial[i], pairs.adversarial[best], atol=1e-5,
+                                   rtol=0)
+    # The attack flips most of the sources the deep-layer student got right (an image it already
+    # misclassifies counts as "fooled" without any attack, so those are left out). 16 sources,
+    # not 4: with 4, one source was the whole margin of a bfloat16-trained teacher.
+    right = ~untargeted_success(lab["deep"], x[sources], y[sources])
     fooled = untargeted_success(lab["deep"], result.adversarial, y[sources])
-    assert fooled.float().mean().item() >= 0.75
+    assert right.sum().item() >= 4, "too few correctly classified sources to measure"
+    assert fooled[right].float().mean().item() >= 0.5, (fooled, right)
 
 
 def test_untargeted_needs_a_guide_of_another_class(lab):
