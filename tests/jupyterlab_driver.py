@@ -150,6 +150,7 @@ class ControlChange:
     seconds: float
     before: str
     after: str
+    restored: bool | None = None  # "back" moves: is the figure the one before the change?
 
 
 @dataclass
@@ -254,24 +255,38 @@ class LabPage:
                 found.append((kind, items.nth(i)))
         return found
 
-    def _act(self, kind: str, control: Any) -> str | None:
-        """Move a control to another value; returns what was done (None: nothing possible)."""
+    @staticmethod
+    def _current(kind: str, control: Any) -> str:
+        """The control's value as the page shows it (a button label, a slider position...)."""
+        if kind == "widget-toggle-buttons":
+            return str(control.locator("button.widget-toggle-button.mod-active").first.inner_text())
+        if kind == "widget-slider":
+            return str(control.locator(".noUi-handle").first.get_attribute("aria-valuenow"))
+        return str(control.locator("select").first.input_value())
+
+    def _act(self, kind: str, control: Any, back_to: str | None = None) -> str | None:
+        """Move a control to another value, or back to ``back_to``; returns what was done
+        (None: the control cannot move: disabled, or only one value)."""
         if kind == "widget-toggle-buttons":
             buttons = control.locator("button.widget-toggle-button")
             for i in range(buttons.count()):
                 button = buttons.nth(i)
-                if "mod-active" not in (button.get_attribute("class") or "") and button.is_enabled():
-                    label = button.inner_text()
+                label = button.inner_text()
+                wanted = (label == back_to if back_to is not None
+                          else "mod-active" not in (button.get_attribute("class") or ""))
+                if wanted and button.is_enabled():
                     button.click()
                     return f"click {label!r}"
             return None
         if kind == "widget-slider":
             handle = control.locator(".noUi-handle").first
-            if handle.get_attribute("aria-disabled") == "true" or \
-                    "disabled" in (control.get_attribute("class") or ""):
+            low, now, top = (handle.get_attribute(f"aria-value{a}") for a in ("min", "now", "max"))
+            if control.locator(".noUi-target[disabled]").count() or low == top:
                 return None
-            now, top = handle.get_attribute("aria-valuenow"), handle.get_attribute("aria-valuemax")
-            key = "ArrowLeft" if now == top else "ArrowRight"
+            if back_to is not None:
+                key = "ArrowLeft" if float(now or 0) > float(back_to) else "ArrowRight"
+            else:
+                key = "ArrowLeft" if now == top else "ArrowRight"
             handle.focus()
             handle.press(key)
             return f"{key} from {now}"
@@ -279,10 +294,10 @@ class LabPage:
         if select.is_disabled():
             return None
         current = select.input_value()
-        options = [o for o in select.locator("option").all_inner_texts()]
+        texts = select.locator("option").all_inner_texts()
         values = select.locator("option").evaluate_all("os => os.map(o => o.value)")
-        for value, text in zip(values, options):
-            if value != current:
+        for value, text in zip(values, texts):
+            if (value == back_to) if back_to is not None else (value != current):
                 select.select_option(value)
                 return f"select {text!r}"
         return None
@@ -297,10 +312,11 @@ class LabPage:
             panel.scroll_into_view_if_needed()
             for kind, control in self._controls(panel):
                 label = (control.locator(".widget-label").first.text_content() or kind).strip()
+                original, first = self._current(kind, control), self._signature(panel)
                 for phase in ("change", "back"):
                     before = self._signature(panel)
                     start = time.monotonic()
-                    action = self._act(kind, control)
+                    action = self._act(kind, control, original if phase == "back" else None)
                     if action is None:
                         visit.changes.append(ControlChange(p, label, NOT_MOVABLE, False, 0.0,
                                                            before, before))
@@ -315,10 +331,9 @@ class LabPage:
                             changed = True
                             break
                         self.page.wait_for_timeout(25)
-                    visit.changes.append(ControlChange(p, label, f"{phase}: {action}", changed,
-                                                       time.monotonic() - start, before, after))
-                    if phase == "change" and kind == "widget-slider":
-                        break  # a slider's "back" is another keypress: one move is enough
+                    visit.changes.append(ControlChange(
+                        p, label, f"{phase}: {action}", changed, time.monotonic() - start,
+                        before, after, restored=(after == first) if phase == "back" else None))
 
 
 def visit_notebook(lab: LabPage, name: str, *, run_timeout_s: float = 600) -> NotebookVisit:

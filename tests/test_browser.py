@@ -95,6 +95,8 @@ def test_a_student_runs_the_notebook_and_every_control_redraws_its_figure(info, 
     assert moved, where
     stuck = [f"{c.control} ({c.action})" for c in moved if not c.changed]
     assert not stuck, f"the figure did not change after: {stuck}; {where}"
+    not_back = [f"{c.control} ({c.action})" for c in moved if c.restored is False]
+    assert not not_back, f"putting a control back did not restore its figure: {not_back}; {where}"
     slow = [f"{c.control} ({c.action}): {c.seconds:.2f} s" for c in moved
             if c.seconds > REDRAW_BUDGET_S]
     assert not slow, f"redraw over {REDRAW_BUDGET_S} s: {slow}; {where}"

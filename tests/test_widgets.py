@@ -92,3 +92,12 @@ def test_the_export_keeps_the_figure_under_the_note_and_drops_widgets(panel):
     assert first.data["text/html"].count("plotly.js v") >= 1
     assert "plotly.js v" not in second.data["text/html"]
     assert "cdn" not in second.data["text/html"].lower()
+
+
+def test_a_control_with_a_single_option_is_shown_disabled():
+    panel = widgets.Panel(render, {
+        "eps": ipw.SelectionSlider(options=[("8/255", 8 / 255)], value=8 / 255),
+        "strategy": ipw.Dropdown(options=["FT"], value="FT"),
+        "frozen": ipw.IntSlider(value=2, min=0, max=4)})
+    assert panel.controls["eps"].disabled and panel.controls["strategy"].disabled
+    assert not panel.controls["frozen"].disabled

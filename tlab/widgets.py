@@ -53,7 +53,9 @@ class Panel(widgets.VBox):
     """Controls over a figure ``render(**values)`` that redraws whenever a control changes.
 
     ``applies`` maps a control's name to a predicate of all current values; while it is false
-    the control is disabled (e.g. "FT frozen k" while Scratch is the chosen strategy).
+    the control is disabled (e.g. "FT frozen k" while Scratch is the chosen strategy). A control
+    with a single option (one seed, one eps at a small preset) is disabled too: it shows the
+    value without inviting a move that cannot change anything.
     """
 
     def __init__(self, render: Callable[..., go.Figure],
@@ -82,8 +84,10 @@ class Panel(widgets.VBox):
 
     def _draw(self) -> go.Figure:
         values = self.values()
-        for name, applies in self._applies.items():
-            self.controls[name].disabled = not applies(values)
+        for name, control in self.controls.items():
+            single = len(getattr(control, "options", ()) or (None, None)) < 2
+            applies = self._applies.get(name)
+            control.disabled = single or (applies is not None and not applies(values))
         figure = self._render(**values)
         self.output.outputs = ({"output_type": "display_data", "data": figure_bundle(figure),
                                 "metadata": {}},)
