@@ -24,6 +24,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+#: Notebooks of ``tests/fixtures`` served beside the lab's: panels built the broken way, which
+#: the checks must catch.
+NEGATIVE_CONTROLS = ("display_id_panel",)
 #: The action recorded for a control that cannot move: disabled, or only one value to offer.
 NOT_MOVABLE = "not movable"
 #: JupyterLab user settings for the test (the news switch is the lab's own ``overrides.json``):
@@ -77,6 +80,8 @@ class LabServer:
         self.port = self.port or free_port()
         notebooks = self.root / "notebooks"
         shutil.copytree(ROOT / "notebooks", notebooks, dirs_exist_ok=True)
+        for probe in NEGATIVE_CONTROLS:
+            shutil.copy(ROOT / "tests" / "fixtures" / f"{probe}.ipynb", notebooks)
         app_settings = self.root / "app-settings"
         app_settings.mkdir(exist_ok=True)
         shutil.copytree(ROOT / "binder" / "overrides.d", app_settings / "overrides.d",
@@ -242,9 +247,27 @@ class LabPage:
         }""")
 
     def _signature(self, panel: Any) -> str:
-        plot = panel.locator(".widget-output .js-plotly-plot").first
-        plot.wait_for(state="attached", timeout=10_000)
-        return str(plot.evaluate(FIGURE_SIGNATURE_JS))
+        """The fingerprint of the figure under a panel: the first plot after the panel's
+        controls in the same cell (inside the panel for tlab's panels)."""
+        return str(panel.evaluate(f"""(panel) => {{
+          const plots = [...panel.closest('.jp-Cell').querySelectorAll('.js-plotly-plot')]
+            .filter(p => panel.compareDocumentPosition(p) & Node.DOCUMENT_POSITION_FOLLOWING);
+          if (!plots.length) throw new Error('no figure under the panel');
+          return ({FIGURE_SIGNATURE_JS})(plots[0]);
+        }}"""))
+
+    def _drawn_signature(self, panel: Any, timeout_s: float = 10) -> str:
+        """:meth:`_signature` once the figure is on the page (it may still be drawing)."""
+        from playwright.sync_api import Error as PlaywrightError  # optional dependency
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._signature(panel)
+            except PlaywrightError:
+                if time.monotonic() > deadline:
+                    raise
+                self.page.wait_for_timeout(100)
 
     def _controls(self, panel: Any) -> list[tuple[str, Any]]:
         box = panel.locator(":scope > .widget-box, :scope > .jupyter-widgets").first
@@ -312,9 +335,9 @@ class LabPage:
             panel.scroll_into_view_if_needed()
             for kind, control in self._controls(panel):
                 label = (control.locator(".widget-label").first.text_content() or kind).strip()
-                original, first = self._current(kind, control), self._signature(panel)
+                original, first = self._current(kind, control), self._drawn_signature(panel)
                 for phase in ("change", "back"):
-                    before = self._signature(panel)
+                    before = self._drawn_signature(panel)
                     start = time.monotonic()
                     action = self._act(kind, control, original if phase == "back" else None)
                     if action is None:

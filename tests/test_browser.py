@@ -103,6 +103,16 @@ def test_a_student_runs_the_notebook_and_every_control_redraws_its_figure(info, 
     assert visit.log_console in ("", "0"), f"Log Console: {visit.log_console}; {where}"
 
 
+def test_the_checks_catch_a_panel_whose_figure_never_redraws(lab):
+    """The negative control: a panel built as tlab's were before (a display id updated from
+    the widget's callback) leaves its figure unchanged and fills JupyterLab's Log Console."""
+    visit = visit_notebook(lab, "display_id_panel")
+    moved = [c for c in visit.changes if c.action != NOT_MOVABLE]
+    assert visit.executed_cells == visit.code_cells == 1 and visit.panels == 1
+    assert moved and not any(c.changed for c in moved), visit.changes
+    assert visit.log_console not in ("", "0"), "the Log Console badge was not seen"
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Notebooks 00 and 03 run and exported as ``python -m tlab run`` does (warm data)."""

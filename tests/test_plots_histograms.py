@@ -81,3 +81,25 @@ def test_whole_number_axes_get_whole_number_ticks_and_others_keep_plotlys(x, exp
     assert plots.whole_number_ticks(x) == expected and plots.whole_number_ticks([]) == {}
     figure = plots.curves(x, {"a": [0.5] * len(x)}, x_title="x", y_title="y")
     assert figure.layout.xaxis.dtick == expected.get("dtick")
+
+
+def test_an_image_grid_is_one_mosaic_with_every_image_in_its_cell_and_its_title_above():
+    import base64
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 3, 32, 32), dtype=np.uint8)
+    fig = plots.image_grid(images, [f"image {i}" for i in range(5)], columns=3)
+    (trace,) = fig.data
+    mosaic = np.asarray(Image.open(io.BytesIO(base64.b64decode(trace.source.split(",", 1)[1]))))
+    titles = {a.text: (a.x, a.y) for a in fig.layout.annotations}
+    assert list(titles) == [f"image {i}" for i in range(5)]
+    gap, pad = 32 // 3, 2  # a title row above each image row; 2 px between images
+    assert mosaic.shape == (2 * (32 + gap), 3 * (32 + pad) - pad, 3)
+    for i, image in enumerate(images):
+        top, left = (i // 3) * (32 + gap) + gap, (i % 3) * (32 + pad)
+        assert np.array_equal(mosaic[top:top + 32, left:left + 32], image.transpose(1, 2, 0)), i
+        x, y = titles[f"image {i}"]
+        assert left < x < left + 32 and top - gap < y < top  # centred above its image
