@@ -33,6 +33,7 @@ touching the weights. Three rewrites leave the function unchanged (up to float r
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ from tlab.models import StagedModel
 __all__ = ["ChannelsLast", "attack_copy", "fold_batch_norms", "pool_before_relu"]
 
 # (layer type, batch-norm type that may follow it, the torch function folding the pair)
-_FOLDABLE = (
+_FOLDABLE: tuple[tuple[type[nn.Module], type[nn.Module], Callable[..., nn.Module]], ...] = (
     (nn.Conv2d, nn.BatchNorm2d, fuse_conv_bn_eval),
     (nn.Linear, nn.BatchNorm1d, fuse_linear_bn_eval),
 )

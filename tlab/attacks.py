@@ -27,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -7,8 +7,8 @@ can flip it -- which is the point.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ import pandas as pd
 from tlab.errors import TlabError
 
 
-def mean_spread(values: Sequence[float], *, percent: bool = True) -> str:
+def mean_spread(values: Sequence[float] | np.ndarray, *, percent: bool = True) -> str:
     """``"mean ± std (n=k)"`` of seed-wise values: percent with one decimal by default, else
     three significant digits (gradient norms, Gini coefficients)."""
     array = np.asarray(values, dtype=float) * (100 if percent else 1)

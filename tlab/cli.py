@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     sub.add_parser("notebooks", help="the lab's map").set_defaults(func=_cmd_notebooks)
     sub.add_parser("domains", help="list the domains").set_defaults(func=_cmd_domains)
-    prepare = sub.add_parser("prepare", help="generate the embedded domains and notebook 00's model")
+    prepare = sub.add_parser("prepare",
+                             help="generate the embedded domains and notebook 00's model")
     prepare.add_argument("--preset", default="quick", choices=PRESETS)
     prepare.set_defaults(func=_cmd_prepare)
     zoo = sub.add_parser("zoo", help="list or clear trained models")

@@ -40,9 +40,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -83,7 +84,7 @@ class TensorSet:
         """The images as float32 in [0, 1] on ``device`` (default: where they are)."""
         return self.images.to(device).float().div_(255)
 
-    def select(self, index: torch.Tensor) -> "TensorSet":
+    def select(self, index: torch.Tensor) -> TensorSet:
         """The examples at ``index`` (a 1-D index or boolean tensor), in that order."""
         return TensorSet(self.images[index], self.labels[index])
 
@@ -316,7 +317,7 @@ class _Real:
         return self.files + (("extra_32x32.mat",) if opts.get("extra") else ())
 
 
-def _mnist_real(cls: type, folder: str, classes: tuple[str, ...], what: str,
+def _mnist_real(cls: type[Any], folder: str, classes: tuple[str, ...], what: str,
                 extra_how: str = "", debian: bool = False) -> _Real:
     return _Real(10, what, f"{folder}/raw", _IDX_FILES,
                  tuple(m + _IDX_FILES[0] + ".gz" for m in cls.mirrors),
@@ -325,9 +326,9 @@ def _mnist_real(cls: type, folder: str, classes: tuple[str, ...], what: str,
                  _mnist_like(cls, classes), debian=debian)
 
 
-def _cifar_real(cls: type, what: str, read: Callable[..., tuple], n: int) -> _Real:
+def _cifar_real(cls: type[Any], what: str, read: Callable[..., tuple], n: int) -> _Real:
     return _Real(n, what, cls.base_folder,
-                 tuple(f for f, _ in cls.train_list + cls.test_list) + (cls.meta["filename"],),
+                 (*(f for f, _ in cls.train_list + cls.test_list), cls.meta["filename"]),
                  (cls.url,), f"Put {cls.filename} (from {cls.url}) in {{root}} (tlab unpacks "
                  f"it), or unpack it there yourself.", read, archive=cls.filename)
 
@@ -432,7 +433,8 @@ def _network_problem(urls: tuple[str, ...]) -> str | None:
 
     for target in sorted(targets):
         threading.Thread(target=attempt, args=target, daemon=True).start()
-    deadline, errors = time.monotonic() + PROBE_TIMEOUT_S, []
+    deadline = time.monotonic() + PROBE_TIMEOUT_S
+    errors: list[str] = []
     while len(errors) < len(targets):
         try:
             answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -698,7 +700,7 @@ def domain_gallery_arrays(domain: Domain, per_class: int = 8, *, split: str = "t
     grid = np.full((pad + cell * domain.num_classes, pad + cell * per_class, 3), 255, np.uint8)
     order, rank = _ranks_within_class(ts.labels, seed)
     keep = rank < per_class
-    for i, r in zip(order[keep].tolist(), rank[keep].tolist()):
+    for i, r in zip(order[keep].tolist(), rank[keep].tolist(), strict=True):
         row, col = int(ts.labels[i]), r
         y, x = pad + row * cell, pad + col * cell
         grid[y:y + 32, x:x + 32] = ts.images[i].permute(1, 2, 0).numpy()

@@ -39,15 +39,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 
 from tlab.attacks import fgsm, make_attack, pgd
 from tlab.checks import check_choice
-
 from tlab.errors import TlabError
 from tlab.evaluate import EvalSet, eps_index
 from tlab.metrics import accuracy, adversarial_accuracy, predict
@@ -239,10 +239,10 @@ def source_spec(s: Setup, mode: str, seed: int = 0, *, fgsm_labels: str = "predi
 def network_spec(s: Setup, network: Network, seed: int = 0) -> ModelSpec:
     """The zoo spec of ``network`` (its source, if any, trained with the same ``seed``)."""
     lr = s.head_lr if network.strategy == "1" else s.lr
-    common = dict(domain=s.target_domain, domain_params=dict(s.target_params), arch="resnet",
-                  arch_options={"depth": s.depth}, n=s.target_n,
-                  train=_config(s, network.target, seed, s.target_epochs, network.fgsm_labels,
-                                lr=lr))
+    common: dict[str, Any] = dict(
+        domain=s.target_domain, domain_params=dict(s.target_params), arch="resnet",
+        arch_options={"depth": s.depth}, n=s.target_n,
+        train=_config(s, network.target, seed, s.target_epochs, network.fgsm_labels, lr=lr))
     if not network.source:
         return ModelSpec(**common)
     source = source_spec(s, network.source, seed, fgsm_labels=network.fgsm_labels)

@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -101,9 +102,10 @@ def dropout_vote_predict(model: nn.Module, x: torch.Tensor, ratio: float, votes:
 
 
 def _check_models(student: object, teacher: object, layer: object) -> int:
-    for name, model in (("student", student), ("teacher", teacher)):
-        if not isinstance(model, StagedModel):
-            raise TlabError(f"{name} must be a StagedModel, got {type(model).__name__}")
+    if not isinstance(student, StagedModel):
+        raise TlabError(f"student must be a StagedModel, got {type(student).__name__}")
+    if not isinstance(teacher, StagedModel):
+        raise TlabError(f"teacher must be a StagedModel, got {type(teacher).__name__}")
     n = min(student.num_stages, teacher.num_stages)
     if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= n:
         raise TlabError(f"layer={layer!r} is outside the valid range 1..{n} (the stages student "

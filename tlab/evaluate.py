@@ -8,8 +8,9 @@ the evaluation set and the attack, so a warm notebook and a widget re-render rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -30,7 +31,8 @@ class EvalSet:
     seed: int = 0
     domain_params: dict[str, Any] = field(default_factory=dict)
 
-    def tensors(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(self, device: torch.device | str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as floats in [0, 1] and labels, on ``device``."""
         test = load_domain(self.domain, **self.domain_params).test
         if self.n is not None and self.n < len(test):

@@ -17,7 +17,8 @@ In tlab, Wang's layer N-1 is ``features(x, num_stages)``, the vector the head re
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 GINI_THRESHOLD = 0.1   # Wang et al. 2018, Sec. 5.1: below it, the candidate is the teacher
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def gini(p: torch.Tensor) -> torch.Tensor:
@@ -119,8 +122,8 @@ def student_gini(student: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return gini(logits.float().softmax(dim=1)).to(images.device)
 
 
-def _named(models: Sequence[nn.Module] | Mapping[str, nn.Module], what: str
-           ) -> list[tuple[str, nn.Module]]:
+def _named(models: Sequence[ModelT] | Mapping[str, ModelT], what: str
+           ) -> list[tuple[str, ModelT]]:
     items = list(models.items()) if isinstance(models, Mapping) else [
         (str(i), m) for i, m in enumerate(models)]
     if not items:

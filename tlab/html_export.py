@@ -39,7 +39,8 @@ MATHJAX_DIR = "_static/mathjax"
 MATHJAX_URL = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
-def figure_html(figure: dict[str, Any], *, include_plotlyjs: bool, height: int | None = None) -> str:
+def figure_html(figure: dict[str, Any], *, include_plotlyjs: bool,
+                height: int | None = None) -> str:
     """One plotly figure as an HTML fragment that draws offline."""
     return pio.to_html(figure, config=figure.get("config"), include_plotlyjs=include_plotlyjs,
                        include_mathjax=False,

@@ -12,8 +12,9 @@ i.e. it divided by all inputs; :class:`AdversarialResult` reports both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd

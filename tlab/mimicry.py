@@ -40,11 +40,12 @@ name this countermeasure), and :func:`mimicry_attack_ensemble` mimics several te
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 from pytorch_msssim import ssim
@@ -65,8 +66,8 @@ __all__ = [
     "DEFAULT_PENALTY",
     "DEFAULT_STEPS",
     "IMAGE_SHAPE",
-    "SSIM_WINDOW",
     "ROWS_PER_CPU_THREAD",
+    "SSIM_WINDOW",
     "MimicryResult",
     "cpu_slices",
     "dssim",
@@ -225,8 +226,8 @@ def _check_teacher(teacher: object, layer: object, name: str = "teacher") -> int
 def _check_budget(budget: object, kind: str) -> float:
     check_choice("budget kind", kind, BUDGET_KINDS)
     top = 1.0 if kind == "dssim" else MAX_L2
-    valid = isinstance(budget, (int, float)) and not isinstance(budget, bool)
-    if not valid or not 0.0 < float(budget) <= top:
+    if (not isinstance(budget, (int, float)) or isinstance(budget, bool)
+            or not 0.0 < float(budget) <= top):
         example = "0.003 (Wang et al.'s Face budget)" if kind == "dssim" else "2.0"
         raise TlabError(f"budget={budget!r} is outside (0, {top:.4g}] for a {kind!r} budget; "
                         f"e.g. {example}")
@@ -352,7 +353,7 @@ def _distance_fn(teachers: Sequence[StagedModel], layers: Sequence[int],
         if input_dropout > 0.0:
             seen = drop_pixels(x.repeat(copies, 1, 1, 1), input_dropout, generator=generator)
         total = torch.zeros(copies, n, device=x.device)
-        for teacher, layer, target in zip(teachers, layers, targets):
+        for teacher, layer, target in zip(teachers, layers, targets, strict=False):
             diff = teacher.features(seen, layer).reshape(copies, n, -1) - target.view(1, n, -1)
             total = total + torch.linalg.vector_norm(diff, dim=2)
         return total.mean(0)
@@ -401,7 +402,7 @@ def _run_slices(attack_rows: _RowsAttack, rows: slice, device: torch.device, *,
     if count == 1:
         return [attack_rows(rows, None)]
     edges = torch.linspace(rows.start, rows.stop, count + 1).round().long().tolist()
-    slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    slices = [slice(a, b) for a, b in itertools.pairwise(edges)]
     stop = threading.Event()
     with torch_threads(1), ThreadPoolExecutor(count, thread_name_prefix="tlab-mimicry") as pool:
         futures = [pool.submit(attack_rows, part, stop) for part in slices]
@@ -487,7 +488,7 @@ def _target_features(teachers: Sequence[StagedModel], layers: Sequence[int],
     size = targets.shape[0] if batch_size is None else batch_size
     features = []
     with _all_eval(teachers), torch.no_grad():
-        for teacher, layer in zip(teachers, layers):
+        for teacher, layer in zip(teachers, layers, strict=True):
             device = model_device(teacher)
             parts = [teacher.features(targets[lo:lo + size].to(device, torch.float32), layer)
                      for lo in range(0, targets.shape[0], size)]
@@ -516,7 +517,7 @@ def mimicry_attack_ensemble(teachers: Sequence[StagedModel], sources: torch.Tens
     if not teachers or len(teachers) != len(layers):
         raise TlabError(f"need at least one teacher and one layer per teacher, got "
                         f"{len(teachers)} teacher(s) and {len(layers)} layer(s)")
-    for j, (teacher, layer) in enumerate(zip(teachers, layers)):
+    for j, (teacher, layer) in enumerate(zip(teachers, layers, strict=True)):
         _check_teacher(teacher, layer, name=f"teachers[{j}]")
     src, tgt = _check_pairs(sources, targets)
     budget = _check_budget(budget, budget_kind)

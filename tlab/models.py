@@ -20,8 +20,9 @@ Build models by name with :func:`build_model`; :func:`list_models` lists the nam
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,6 +48,10 @@ class StagedModel(nn.Module):
         frozen_bn_trains: the ``train_bn`` flag of the last :func:`freeze` call.
     """
 
+    # buffers, registered in __init__ (declared here for type checkers)
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         arch: str,
@@ -60,7 +65,7 @@ class StagedModel(nn.Module):
         self.stage_names = tuple(name for name, _ in parts.stages)
         self.head = parts.head
         self.arch = arch
-        self.options = dict(options or {})
+        self.options: dict[str, Any] = dict(options or {})
         self.frozen_stages = 0
         self.frozen_bn_trains = False
         self.register_buffer(
@@ -92,7 +97,7 @@ class StagedModel(nn.Module):
         """Logits for pixels ``x`` in [0, 1], shape ``(N, C, H, W)``."""
         return self.head(self.features(x, self.num_stages))
 
-    def train(self, mode: bool = True) -> "StagedModel":
+    def train(self, mode: bool = True) -> StagedModel:
         """Set train/eval mode; frozen stages stay in eval mode unless frozen with ``train_bn``.
 
         Keeping a frozen stage in eval mode means its BatchNorm layers normalise with the
@@ -288,7 +293,8 @@ def davchev_frozen_stages(model: StagedModel, strategy: str) -> int:
 
     - ``"1"`` (alias ``"head"``): only the new classifier trains -> freeze every stage.
     - ``str(2n)`` (alias ``"last_group"``): the last group of blocks (Davchev's "last block":
-      ``n`` blocks x 2 convolutions, "18" for ResNet56) trains with the classifier -> freeze the stem and the first ``2n`` blocks.
+      ``n`` blocks x 2 convolutions, "18" for ResNet56) trains with the classifier -> freeze
+      the stem and the first ``2n`` blocks.
     - ``str(depth)`` (alias ``"all"``): every layer trains; the source weights only initialise
       (``"56"`` for ResNet56) -> freeze nothing.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,8 @@ def setup_plotly() -> None:
 
 
 def _to_hwc_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    array = (images.detach().cpu().numpy() if isinstance(images, torch.Tensor)
+             else np.asarray(images))
     if array.dtype != np.uint8:
         array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
     return array.transpose(0, 2, 3, 1) if array.shape[1] in (1, 3) else array
@@ -97,8 +98,8 @@ def domain_gallery(domain: Domain, per_class: int = 4, *, seed: int = 0) -> go.F
                      tickangle=0 if max(len(c) for c in domain.classes) <= 3 else -45)
     fig.update_yaxes(showticklabels=False)
     width = min(1100, max(640, 34 * domain.num_classes + 60))
-    fig.update_layout(title=f"{domain.name}: {len(domain.train):,} train / {len(domain.test):,} test "
-                            f"images, {domain.num_classes} classes",
+    fig.update_layout(title=f"{domain.name}: {len(domain.train):,} train / "
+                            f"{len(domain.test):,} test images, {domain.num_classes} classes",
                       width=width, height=int(width * grid.shape[0] / grid.shape[1]) + 90,
                       margin=dict(l=10, r=10, t=50, b=30))
     return fig

@@ -34,10 +34,11 @@ import json
 import os
 import platform
 import time
+from collections.abc import Mapping
 from importlib import metadata
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import tlab
 from tlab.errors import TlabError

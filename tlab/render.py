@@ -28,9 +28,10 @@ import hashlib
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,9 +111,9 @@ def glyph_atlas(chars: str) -> torch.Tensor:
             ink = canvas.crop(canvas.getbbox())
             w, h = min(ink.width, _ATLAS_W), min(ink.height, _ATLAS_H)
             x0, y0 = (ink.width - w) // 2, (ink.height - h) // 2
-            ink = np.asarray(ink.crop((x0, y0, x0 + w, y0 + h)), dtype=np.float32) / 255.0
+            mask = np.asarray(ink.crop((x0, y0, x0 + w, y0 + h)), dtype=np.float32) / 255.0
             top_px, left_px = (_ATLAS_H - h) // 2, (_ATLAS_W - w) // 2
-            atlas[f, c, top_px:top_px + h, left_px:left_px + w] = ink
+            atlas[f, c, top_px:top_px + h, left_px:left_px + w] = mask
     return torch.from_numpy(atlas)
 
 
@@ -269,7 +270,8 @@ def _read_cache(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, t
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in expected if k in f.keys()}
+            present = set(f.keys())  # safe_open has keys() but no __contains__
+            tensors = {k: f.get_tensor(k) for k in expected if k in present}
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"unreadable ({exc})") from exc
     shapes = {k: tuple(t.shape) for k, t in tensors.items()}
@@ -300,8 +302,8 @@ def cached(name: str, params: dict[str, Any], sizes: tuple[int, int],
     """The train/test tensors of generated set ``name``: from the cache, else ``make()``d and
     cached. A corrupt cache file is reported with a warning and regenerated."""
     path = cache_path(name, params)
-    expected = {}
-    for split, n in zip(("train", "test"), sizes):
+    expected: dict[str, tuple[int, ...]] = {}
+    for split, n in zip(("train", "test"), sizes, strict=True):
         expected[f"{split}_images"] = (n, 3, 32, 32)
         expected[f"{split}_labels"] = (n,)
     if path.exists():

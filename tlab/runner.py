@@ -38,7 +38,8 @@ class NotebookRun:
 
 def notebook_parameters(info: NotebookInfo) -> dict[str, Any]:
     """The parameters a notebook's ``parameters`` cell declares, with their defaults."""
-    return {name: spec["default"] for name, spec in papermill.inspect_notebook(str(info.path)).items()}
+    declared = papermill.inspect_notebook(str(info.path))
+    return {name: spec["default"] for name, spec in declared.items()}
 
 
 def check_parameters(info: NotebookInfo, parameters: dict[str, Any]) -> None:

@@ -100,9 +100,10 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import papermill
 import yaml
@@ -114,8 +115,14 @@ from tlab.catalog import find_notebook
 from tlab.checks import check_positive_int
 from tlab.errors import TlabError
 from tlab.paths import writable_dir
-from tlab.record import (POINT_FILE, RECORD_DIR_ENV, RECORD_FILE, library_versions,
-                         read_complete, write_json_atomic)
+from tlab.record import (
+    POINT_FILE,
+    RECORD_DIR_ENV,
+    RECORD_FILE,
+    library_versions,
+    read_complete,
+    write_json_atomic,
+)
 
 RESULT_FILE = "result.json"
 MANIFEST_FILE = "sweep.json"
@@ -210,7 +217,8 @@ def expand_grid(grid: Mapping[str, Any]) -> tuple[list[dict[str, Any]], tuple[st
             if name in fixed:
                 raise TlabError(f"grid explicit point {number} sets {name}, which is fixed; "
                                 f"remove it from the point or from 'fixed:'")
-    points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] if axes else []
+    points = ([dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+              if axes else [])
     points += [dict(p) for p in explicit]
     if not points:
         raise TlabError("the grid has no points; give each parameter to vary a list of values "
@@ -259,7 +267,9 @@ class DeclaredParameter:
 
 def _arithmetic(node: ast.AST) -> float | int:
     """Evaluate a default like ``16 / 255``: numbers and + - * / // % only, nothing else."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    # isinstance() for the type checker; type() leaves out bool
+    if (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+            and type(node.value) in (int, float)):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _arithmetic(node.operand)
@@ -378,7 +388,9 @@ class RecordingKernelManager(AsyncKernelManager):
     extra_env = Dict(config=True, help="variables added to (None: removed from) the kernel's "
                                        "environment")
 
-    async def start_kernel(self, **kw: Any) -> None:
+    # AsyncKernelManager.start_kernel is a coroutine function, but jupyter_client types it
+    # with the synchronous KernelManager's signature
+    async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
         env = {**(kw.get("env") or os.environ), **self.extra_env}
         kw["env"] = {name: value for name, value in env.items() if value is not None}
         # the kernel's "running over TCP without encryption" warning would garble the progress bar
@@ -480,11 +492,11 @@ def collect(out_dir: Path, notebook: Path, points: list[Point]):
 
     names, values = _values(points, notebook)
     rows = []
-    for point, point_values in zip(points, values):
+    for point, point_values in zip(points, values, strict=True):
         result = _read_result(out_dir / point.id / RESULT_FILE)
         status = "not run" if result is None else ("ok" if result.get("complete") is True
                                                    else "failed")
-        metrics = result.get("metrics", {}) if status == "ok" else {}
+        metrics = result.get("metrics", {}) if result is not None and status == "ok" else {}
         common = {"point_id": point.id, "status": status, **point_values}
         tail = {"seconds": None if result is None else result.get("seconds"),
                 "error": "" if result is None else result.get("error", ""),
@@ -527,7 +539,7 @@ def summary_figures(table) -> list:
             for key, group in groups:
                 key = key if isinstance(key, tuple) else (key,)
                 label = ", ".join(f"{n}={'?' if pd.isna(v) else v}"
-                                  for n, v in zip(others, key)) or metric
+                                  for n, v in zip(others, key, strict=True)) or metric
                 group = group.sort_values(x, key=lambda col: col.map(_sort_key))
                 fig.add_trace(go.Scatter(x=group[x].tolist(), y=group["value"].tolist(),
                                          mode="lines+markers", name=label))

@@ -158,8 +158,10 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
     # float16 (CUDA without bfloat16) needs loss scaling; bfloat16 has float32's range.
     scaler = torch.amp.GradScaler(device.type, enabled=training_dtype(device) == torch.float16)
     batches = DeviceBatches(train, config.batch_size, device=device, shuffle=True, seed=config.seed)
-    val_x = val.floats(device) if val is not None and len(val) else None
-    val_y = val.labels.to(device) if val_x is not None else None
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+    if val is not None and len(val):
+        val_x, val_y = val.floats(device), val.labels.to(device)
 
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
@@ -190,7 +192,7 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
             seen += len(y)
         row = {"epoch": epoch, "train_loss": float(loss_sum) / seen,
                "train_accuracy": int(correct) / seen}
-        if val_x is not None:
+        if val_x is not None and val_y is not None:
             row["val_accuracy"], row["val_loss"] = _validate(model, val_x, val_y)
         result.history.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k != "epoch"})
@@ -228,13 +230,15 @@ def prepare_model(strategy: str, *, arch: str, num_classes: int, source: StagedM
     check_choice("strategy", strategy, STRATEGIES)
     if strategy == "scratch":
         if source is not None:
-            raise TlabError("strategy 'scratch' takes no source model; use 'finetune' or 'commoninit'")
+            raise TlabError("strategy 'scratch' takes no source model; "
+                            "use 'finetune' or 'commoninit'")
         if frozen:
             raise TlabError("strategy 'scratch' has no source weights to freeze; use frozen=0")
         torch.manual_seed(seed)
         return build_model(arch, num_classes, **(arch_options or {}))
     if source is None:
-        raise TlabError(f"strategy {strategy!r} needs a source model (model A, or C for commoninit)")
+        raise TlabError(f"strategy {strategy!r} needs a source model "
+                        "(model A, or C for commoninit)")
     if source.arch != arch:
         raise TlabError(f"source model is a {source.arch!r}, not {arch!r}: the strategies copy "
                         "weights between models of the same architecture")

@@ -28,12 +28,14 @@ so the lab uses learning rate ``ATTACK_LR = 10`` (Adadelta's first steps are tin
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from torch import nn
 
 from tlab.attacks import pgd
 from tlab.checks import check_choice, check_eps, check_positive_int
@@ -119,8 +121,8 @@ def check_budget(budget: object, kind: str = "dssim") -> float:
     """
     check_choice("budget kind", kind, BUDGET_KINDS)
     top = 1.0 if kind == "dssim" else MAX_L2
-    valid = isinstance(budget, (int, float)) and not isinstance(budget, bool)
-    if not valid or not 0.0 < float(budget) <= top:
+    if (not isinstance(budget, (int, float)) or isinstance(budget, bool)
+            or not 0.0 < float(budget) <= top):
         raise TlabError(f"budget P={budget!r} is outside (0, {top:.4g}] for a {kind!r} budget; "
                         f"Wang et al. used DSSIM budgets 0.0005 to 0.01 (0.003 for Face)")
     return float(budget)
@@ -375,7 +377,9 @@ def crafted_untargeted(lab: WangLab, attack: Attack, n_sources: int, n_guides: i
             source_labels=labels[src], pool_labels=labels[guides],
             budget_kind=attack.budget_kind, steps=attack.steps, lr=attack.lr)
         return {"adversarial": result.adversarial, "source": src, "source_label": labels[src],
-                "guide": guides[result.target_index.cpu()], "distance": result.distance,
+                # mimicry_untargeted always sets target_index
+                "guide": guides[cast(torch.Tensor, result.target_index).cpu()],
+                "distance": result.distance,
                 "dssim": result.dssim, "l2": result.l2, "in_budget": result.in_budget}
 
     return cached_tensors("wang-untargeted", recipe, compute)
@@ -386,7 +390,7 @@ def crafted_untargeted(lab: WangLab, attack: Attack, n_sources: int, n_guides: i
 # ---------------------------------------------------------------------------------------------
 
 
-def _success(model: StagedModel, images: torch.Tensor, labels: torch.Tensor,
+def _success(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              targeted: bool) -> float:
     predicted = predict(model, images.to(model_device(model))).cpu()
     hits = predicted == labels if targeted else predicted != labels
@@ -492,7 +496,8 @@ def convergence(lab: WangLab, layer: int, budget: float, *, steps: int, n_pairs:
         for rate in rates:
             result = mimicry_attack(lab.teacher.model, x[src], x[tgt], layer=layer,
                                     budget=budget, steps=steps, lr=float(rate), history=True)
-            out[f"lr={rate:g}"] = result.history.mean(1).tolist()
+            # history=True: the result always has a history
+            out[f"lr={rate:g}"] = cast(torch.Tensor, result.history).mean(1).tolist()
             out["start"] = float(result.start_distance.mean())
         return out
 
@@ -510,7 +515,7 @@ def pair_gallery(lab: WangLab, images: Mapping[str, torch.Tensor], *, student: s
     x = test.floats()
     titles = ([f"source: {classes[test.labels[i]]}" for i in src]
               + [f"{'✔' if p == test.labels[t] else '✘'} {student} says {classes[p]}"
-                 for p, t in zip(pred.tolist(), tgt.tolist())]
+                 for p, t in zip(pred.tolist(), tgt.tolist(), strict=False)]
               + [f"target: {classes[test.labels[i]]}" for i in tgt])
     return image_grid(torch.cat([x[src], adv, x[tgt]]), titles, columns=len(src), title=title,
                       size=120)
@@ -717,7 +722,7 @@ def ensemble_table(labs: Sequence[WangLab], kind: str, attack: Attack, *, n_pair
         raise TlabError("an ensemble needs students of at least 2 different teachers")
     members = {f"student of teacher {i}": lab.students[kind] for i, lab in enumerate(labs)}
     joint_lab = WangLab(teacher=labs[0].teacher, students=members,
-                        frozen={k: labs[0].frozen[kind] for k in members},
+                        frozen=dict.fromkeys(members, labs[0].frozen[kind]),
                         domain=labs[0].domain, seed=labs[0].seed)
     recipe = {"members": {k: e.key for k, e in members.items()},
               "teachers": [lab.teacher.key for lab in labs], "attack": attack.recipe(),

@@ -28,9 +28,11 @@ attacked; adversarial accuracy is the fraction of those still classified correct
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -178,7 +180,8 @@ class Setup:
         return self.spec("A_ci" if role == "CommonInit" else "A", seed)
 
 
-def _train_config(preset: str, *, epochs: int, patience: int | None, batch_size: int) -> TrainConfig:
+def _train_config(preset: str, *, epochs: int, patience: int | None,
+                  batch_size: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience,
                        val_fraction=0.1,
                        optimizer=by_preset(preset, quick="adam", standard="adam", paper="sgd"),
@@ -282,9 +285,10 @@ class Lab:
         ``role`` is ``"Scratch"``, ``"FT"``, ``"CommonInit"`` or ``"A on B"`` (A applied to B
         unchanged: its black-box attack *is* white-box). Cached by the zoo keys and settings,
         so a warm call reads one small JSON file. Returns ``{"clean", "eps": [...], "wb": [...],
-        "bb": [...], "gamma": [...] (NaN where white-box accuracy is 0), "grad_norms": [...], "correct": [...], "wb_fooled":
-        [[...] per eps], "best_epoch", "epochs_run"}``: accuracies are fractions; the per-image
-        lists (one entry per evaluation image) feed the histograms of notebook 06.
+        "bb": [...], "gamma": [...] (NaN where white-box accuracy is 0), "grad_norms": [...],
+        "correct": [...], "wb_fooled": [[...] per eps], "best_epoch", "epochs_run"}``: accuracies
+        are fractions; the per-image lists (one entry per evaluation image) feed the histograms
+        of notebook 06.
         """
         s = self.setup
         on_b = role == "A on B"
@@ -361,10 +365,10 @@ def claims(lab: Lab, codes: Sequence[str] = ("Z1", "Z2", "Z3", "Z4", "Z6")) -> l
     seeds = list(s.seeds)
     big = [e for e in s.eps_grid if e >= 4 / 255 - 1e-9] or [max(s.eps_grid)]
     lo, hi = min(s.eps_grid), max(s.eps_grid)
-    scratch = lambda key, eps=None: lab.across_seeds("Scratch", key, eps)  # noqa: E731
+    scratch = functools.partial(lab.across_seeds, "Scratch")
     out: list[Claim] = []
     for k in s.frozen:
-        ft = lambda key, eps=None: lab.across_seeds("FT", key, eps, frozen=k)  # noqa: E731
+        ft = functools.partial(lab.across_seeds, "FT", frozen=k)
         name = role_label("FT", k)
         if "Z1" in codes:
             out.append(paired_claim("Z1", f"{name} clean accuracy > Scratch (n_B = {s.n_b})",
@@ -401,7 +405,7 @@ def _drop_claim(lab: Lab, role: str, frozen: int, lo: float, hi: float) -> Claim
     """Z3: black-box accuracy from A falls faster with eps for ``role`` than for Scratch."""
     def drop(r: str, k: int) -> list[float]:
         return [a - b for a, b in zip(lab.across_seeds(r, "bb", lo, k),
-                                      lab.across_seeds(r, "bb", hi, k))]
+                                      lab.across_seeds(r, "bb", hi, k), strict=True)]
     return paired_claim(
         "Z3", f"black-box accuracy (examples from A) of {role_label(role, frozen)} falls faster "
         f"than Scratch's from eps {lo * 255:g} to {hi * 255:g}/255",
@@ -424,8 +428,8 @@ def _gamma_claim(lab: Lab, role: str, frozen: int, eps: float) -> Claim:
         "Z4", statement, theirs, mine, what="gamma, Scratch vs this model",
         seeds=list(lab.setup.seeds), percent=False)
     white = lab.across_seeds(role, "wb", eps, frozen)
-    negative = sum(g < 0 and w >= RELIABLE_WB for g, w in zip(mine, white))
-    shaky = sum(g < 0 and w < RELIABLE_WB for g, w in zip(mine, white))
+    negative = sum(g < 0 and w >= RELIABLE_WB for g, w in zip(mine, white, strict=True))
+    shaky = sum(g < 0 and w < RELIABLE_WB for g, w in zip(mine, white, strict=True))
     note = (f" (and {shaky} more where its white-box accuracy is below {RELIABLE_WB:.0%}, "
             "too few images to trust)") if shaky else ""
     return replace(claim, measured=f"{claim.measured}; gamma < 0 in {negative}/{len(mine)} "
@@ -447,7 +451,7 @@ def z5_claims(labs: dict[int, Lab], frozen: int = 0) -> list[Claim]:
 
     def gain(lab: Lab, key: str, at: float | None) -> list[float]:
         return [f - r for f, r in zip(lab.across_seeds("FT", key, at, frozen),
-                                      lab.across_seeds("Scratch", key, at))]
+                                      lab.across_seeds("Scratch", key, at), strict=True)]
 
     out = []
     for key, at, what in (("clean", None, "clean"), ("wb", eps, f"white-box @ {eps * 255:g}/255")):

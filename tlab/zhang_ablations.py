@@ -20,8 +20,9 @@ source's FGSM would push away from a *letter* class that happens to share the di
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,9 +87,9 @@ def sizes(preset: str) -> Sizes:
 
     ``standard`` is sized for a cold run of about ten minutes on an idle two-core machine (an
     estimate: measured on a heavily loaded machine, it took about 21 CPU-minutes): the n_B sweep
-    (claim Z5) has 3 seeds, the other three ablations one seed each; the WideResNet is WRN-10-1 (4 stages, like
-    the DTN), the one a CPU trains in about the DTN's time (WRN-16-2 costs about 4x).
-    ``paper`` is Zhang et al.'s S->M grid (Sec. 6).
+    (claim Z5) has 3 seeds, the other three ablations one seed each; the WideResNet is WRN-10-1
+    (4 stages, like the DTN), the one a CPU trains in about the DTN's time (WRN-16-2 costs about
+    4x). ``paper`` is Zhang et al.'s S->M grid (Sec. 6).
     """
     check_preset(preset)
     return by_preset(
@@ -156,9 +157,9 @@ def plan(base: zhang.Setup, *, n_b: Sequence[int] = (), n_a: Sequence[int] = (),
         s = base.with_(n_b=int(value), seeds=seeds_b)
         out["n_b"].append(Variant("n_b", f"n_B = {value}", i,
                                   s.with_(frozen=_depths(s, z.frozen["n_b"]))))
-    for i, value in enumerate(sorted(n_a or z.n_a, key=lambda v: v or 10**9)):
-        s = base.with_(n_a=value, seeds=seeds_o)
-        out["n_a"].append(Variant("n_a", f"n_A = {value or 'all'}", i,
+    for i, n_a_value in enumerate(sorted(n_a or z.n_a, key=lambda v: v or 10**9)):
+        s = base.with_(n_a=n_a_value, seeds=seeds_o)
+        out["n_a"].append(Variant("n_a", f"n_A = {n_a_value or 'all'}", i,
                                   s.with_(frozen=_depths(s, z.frozen["n_a"]))))
     for i, domain in enumerate(sources or z.sources):
         s = base.with_(source=domain, seeds=seeds_o, n_a=z.source_n_a or base.n_a,
@@ -276,7 +277,7 @@ def summary_table(table: pd.DataFrame, ablation: str, eps: int, depth: str = "0"
     gain = gains(table, ablation, eps, depth)
     ft_name = f"FT-{depth}"
     out = []
-    for (position, variant), group in part.groupby(["position", "variant"], sort=True):
+    for (_position, variant), group in part.groupby(["position", "variant"], sort=True):
         ft = group[(group["role"] == "FT") & (group["depth"] == depth)]
         scratch = group[group["role"] == "Scratch"]
         g = gain[gain["variant"] == variant]

@@ -162,9 +162,11 @@ def load_entry(key: str, *, device: str | torch.device | None = None) -> ZooEntr
         meta = json.loads(meta_path.read_text())
         expected_sha, spec = meta["sha256"], meta["spec"]
     except (OSError, ValueError, KeyError) as exc:
-        raise CorruptZooEntryError(f"zoo entry {key}: unreadable metadata ({exc}); {advice}") from exc
+        raise CorruptZooEntryError(
+            f"zoo entry {key}: unreadable metadata ({exc}); {advice}") from exc
     if not weights.exists():
-        raise CorruptZooEntryError(f"zoo entry {key}: weights file {weights.name} is missing; {advice}")
+        raise CorruptZooEntryError(
+            f"zoo entry {key}: weights file {weights.name} is missing; {advice}")
     if weights.stat().st_size != meta.get("size_bytes") or _sha256(weights) != expected_sha:
         raise CorruptZooEntryError(
             f"zoo entry {key}: {weights.name} does not match its recorded SHA-256 "
@@ -175,7 +177,8 @@ def load_entry(key: str, *, device: str | torch.device | None = None) -> ZooEntr
         freeze(model, spec["frozen"], train_bn=spec["train_bn"])
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, KeyError, safetensors.SafetensorError) as exc:
-        raise CorruptZooEntryError(f"zoo entry {key}: weights do not load ({exc}); {advice}") from exc
+        raise CorruptZooEntryError(
+            f"zoo entry {key}: weights do not load ({exc}); {advice}") from exc
     model.eval()
     return ZooEntry(key=key, model=model.to(pick_device(device)), meta=meta, from_cache=True)
 
@@ -186,7 +189,8 @@ def _store(key: str, model: StagedModel, meta: dict[str, Any]) -> dict[str, Any]
     Returns the metadata as stored, with the weights' SHA-256 and size added.
     """
     weights, meta_path, _ = _paths(key)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    state = {name: tensor.detach().cpu().contiguous()
+             for name, tensor in model.state_dict().items()}
     blob = safetensors.torch.save(state, metadata={"tlab_key": key})
     meta_path.unlink(missing_ok=True)
     atomic_write(weights, blob)

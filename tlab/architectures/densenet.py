@@ -16,7 +16,7 @@ Stages: ``stem``, then ``dense{i}`` = dense block i followed by its transition; 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -14,8 +14,9 @@ containers only, so a tampered checkpoint cannot run code.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar, cast
 from urllib.parse import urlparse
 
 import torch
@@ -29,6 +30,8 @@ from tlab.errors import WeightsUnavailableError
 
 IMAGENET_CLASSES = 1000
 WEIGHT_CHOICES = (None, "imagenet")
+
+NetT = TypeVar("NetT", bound=nn.Module)
 
 
 def checkpoint_path(url: str) -> Path:
@@ -71,8 +74,8 @@ def _head(classifier: nn.Linear, num_classes: int) -> nn.Linear:
 
 
 def _torchvision_net(
-    factory: Callable[..., nn.Module], arch: str, url: str, num_classes: int, weights: str | None
-) -> nn.Module:
+    factory: Callable[..., NetT], arch: str, url: str, num_classes: int, weights: str | None
+) -> NetT:
     check_choice("weights", weights, WEIGHT_CHOICES)
     if weights is None:
         return factory(weights=None, num_classes=num_classes)
@@ -119,4 +122,4 @@ def build_vgg16(num_classes: int, *, weights: str | None = None) -> Parts:
     fc = net.classifier
     stages.append(("fc6", nn.Sequential(net.avgpool, nn.Flatten(), fc[0], fc[1], fc[2])))
     stages.append(("fc7", nn.Sequential(fc[3], fc[4], fc[5])))
-    return Parts(stages, _head(fc[6], num_classes), IMAGENET_MEAN, IMAGENET_STD)
+    return Parts(stages, _head(cast(nn.Linear, fc[6]), num_classes), IMAGENET_MEAN, IMAGENET_STD)

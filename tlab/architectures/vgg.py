@@ -11,7 +11,7 @@ Stages: ``conv1`` ... ``conv{len(widths)}``, then ``fc``. Input must be 32x32.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
