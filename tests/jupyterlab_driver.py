@@ -291,13 +291,15 @@ class LabPage:
         """Move a control to another value, or back to ``back_to``; returns what was done
         (None: the control cannot move: disabled, or only one value)."""
         if kind == "widget-toggle-buttons":
+            if back_to is not None:  # the button it was on: waits until it can be clicked
+                control.get_by_role("button", name=back_to, exact=True).click(timeout=5000)
+                return f"click {back_to!r}"
             buttons = control.locator("button.widget-toggle-button")
             for i in range(buttons.count()):
                 button = buttons.nth(i)
-                label = button.inner_text()
-                wanted = (label == back_to if back_to is not None
-                          else "mod-active" not in (button.get_attribute("class") or ""))
-                if wanted and button.is_enabled():
+                if "mod-active" not in (button.get_attribute("class") or "") \
+                        and button.is_enabled():
+                    label = button.inner_text()
                     button.click()
                     return f"click {label!r}"
             return None
