@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
           "| max (s) |\n|---|---|---|---|---|---|---|")
     for name, panels, n, stuck, run, median, top in rows:
         print(f"| `{name}` | {panels} | {n} | {stuck} | {run:.0f} | {median:.2f} | {top:.2f} |")
-    every = [c for row in rows for c in [row[5]]]
-    print(f"\nworst median {max(every):.2f} s; worst max {max(r[6] for r in rows):.2f} s")
+    print(f"\nworst median {max(r[5] for r in rows):.2f} s; "
+          f"worst max {max(r[6] for r in rows):.2f} s")
     return 0
 
 
