@@ -282,7 +282,8 @@ class LabPage:
     def _current(kind: str, control: Any) -> str:
         """The control's value as the page shows it (a button label, a slider position...)."""
         if kind == "widget-toggle-buttons":
-            return str(control.locator("button.widget-toggle-button.mod-active").first.inner_text())
+            active = control.locator("button.widget-toggle-button.mod-active").first
+            return (active.text_content() or "").strip()  # DOM text: no layout needed
         if kind == "widget-slider":
             return str(control.locator(".noUi-handle").first.get_attribute("aria-valuenow"))
         return str(control.locator("select").first.input_value())
@@ -291,17 +292,20 @@ class LabPage:
         """Move a control to another value, or back to ``back_to``; returns what was done
         (None: the control cannot move: disabled, or only one value)."""
         if kind == "widget-toggle-buttons":
-            if back_to is not None:  # the button it was on: waits until it can be clicked
-                control.get_by_role("button", name=back_to, exact=True).click(timeout=5000)
-                return f"click {back_to!r}"
             buttons = control.locator("button.widget-toggle-button")
             for i in range(buttons.count()):
                 button = buttons.nth(i)
-                if "mod-active" not in (button.get_attribute("class") or "") \
+                label = (button.text_content() or "").strip()
+                if back_to is not None:  # the button it was on: waits until it can be clicked
+                    if label == back_to:
+                        button.click(timeout=5000)
+                        return f"click {label!r}"
+                elif "mod-active" not in (button.get_attribute("class") or "") \
                         and button.is_enabled():
-                    label = button.inner_text()
                     button.click()
                     return f"click {label!r}"
+            if back_to is not None:
+                raise AssertionError(f"no button {back_to!r} to put the control back to")
             return None
         if kind == "widget-slider":
             handle = control.locator(".noUi-handle").first
@@ -319,7 +323,7 @@ class LabPage:
         if select.is_disabled():
             return None
         current = select.input_value()
-        texts = select.locator("option").all_inner_texts()
+        texts = select.locator("option").all_text_contents()
         values = select.locator("option").evaluate_all("os => os.map(o => o.value)")
         for value, text in zip(values, texts):
             if (value == back_to) if back_to is not None else (value != current):
@@ -336,6 +340,7 @@ class LabPage:
             panel = panels.nth(p)
             panel.scroll_into_view_if_needed()
             for kind, control in self._controls(panel):
+                control.scroll_into_view_if_needed()
                 label = (control.locator(".widget-label").first.text_content() or kind).strip()
                 original, first = self._current(kind, control), self._drawn_signature(panel)
                 for phase in ("change", "back"):
