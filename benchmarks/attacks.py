@@ -18,8 +18,8 @@ import torch
 import torchattacks
 from torch import nn
 
-from tlab.attacks import fgsm, pgd
-from tlab.models import build_model
+from tlab.attacks.gradient import fgsm, pgd
+from tlab.core.models import build_model
 
 EPS = 8 / 255
 ALPHA = 2 / 255

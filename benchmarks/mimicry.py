@@ -10,7 +10,7 @@ Both sides run the same iterations; on the loop's 32 pairs the benchmark asserts
 and looped results reach the same success rate on the student. Both sides start from torch's
 default thread count (every core). One pair's small convolutions cannot keep two cores busy; a
 batch can, and from 128 pairs on a CPU the attack gives each core its own slice of the batch
-(``tlab.mimicry.ROWS_PER_CPU_THREAD``) -- that is part of what batching buys. Run it on an idle
+(``tlab.attacks.mimicry.ROWS_PER_CPU_THREAD``) -- that is part of what batching buys. Run it on an idle
 machine; other jobs on the cores distort both sides.
 """
 
@@ -29,15 +29,15 @@ import torch
 # Run as a script from a checkout: make the repository's tlab importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tlab.data import class_balanced_subset, load_domain  # noqa: E402
-import tlab.mimicry as tlab_mimicry  # noqa: E402
-from tlab.mimicry import (  # noqa: E402
-    MimicryResult,
-    cpu_slices,
+import tlab.attacks._fast.cpu_split as tlab_split  # noqa: E402
+from tlab.attacks._fast.cpu_split import cpu_slices  # noqa: E402
+from tlab.attacks.mimicry import (  # noqa: E402
     mimicry_attack,
     targeted_success,
 )
-from tlab.train import TrainConfig, fit, prepare_model  # noqa: E402
+from tlab.attacks.mimicry_loop import MimicryResult  # noqa: E402
+from tlab.core.data import class_balanced_subset, load_domain  # noqa: E402
+from tlab.core.train import TrainConfig, fit, prepare_model  # noqa: E402
 
 ARCH = "vgg"              # tlab's plain VGG-style network (Wang et al. used VGG teachers),
 VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}   # narrow, as in tests/test_mimicry.py
@@ -71,12 +71,12 @@ def _pairs(test, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 @contextlib.contextmanager
 def _no_cpu_split() -> Iterator[None]:
     """Attack every batch whole, as if no batch were big enough to split over the cores."""
-    kept = tlab_mimicry.ROWS_PER_CPU_THREAD
-    tlab_mimicry.ROWS_PER_CPU_THREAD = sys.maxsize
+    kept = tlab_split.ROWS_PER_CPU_THREAD
+    tlab_split.ROWS_PER_CPU_THREAD = sys.maxsize
     try:
         yield
     finally:
-        tlab_mimicry.ROWS_PER_CPU_THREAD = kept
+        tlab_split.ROWS_PER_CPU_THREAD = kept
 
 
 def _timed(call: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 import attacks  # benchmarks/attacks.py (the script's folder is on sys.path)
 import mimicry  # benchmarks/mimicry.py
+import torch
 import training  # benchmarks/training.py
 
 

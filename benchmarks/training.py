@@ -2,7 +2,7 @@
 
 Both sides train the same DTN (Zhang et al. 2020, REFERENCE.md) from the same initial weights on
 the same images with the same optimiser. tlab keeps the uint8 tensors on the device, slices
-batches by index and trains in ``tlab.device.training_dtype`` (bfloat16 autocast on CPUs with
+batches by index and trains in ``tlab.core.device.training_dtype`` (bfloat16 autocast on CPUs with
 AMX / AVX512-BF16 units, float32 elsewhere); the baseline is the usual torchvision pipeline, the
 one torchvision's dataset classes (and the papers' code) use: images held as uint8 HWC arrays,
 each sample turned into a PIL image and through ``transforms.ToTensor()``, collated by a
@@ -20,13 +20,13 @@ from typing import Callable, ContextManager, Iterable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from tlab.data import DeviceBatches, TensorSet, load_domain
-from tlab.device import autocast_for, precision_name
-from tlab.models import build_model
+from tlab.core.data import DeviceBatches, TensorSet, load_domain
+from tlab.core.device import autocast_for, precision_name
+from tlab.core.models import build_model
 
 
 class PerSampleDataset(Dataset):

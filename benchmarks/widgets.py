@@ -30,7 +30,7 @@ from jupyterlab_driver import (
     visit_notebook,
 )
 
-from tlab.catalog import available_notebooks, find_notebook
+from tlab.runs.catalog import available_notebooks, find_notebook
 
 
 def main(argv: list[str] | None = None) -> int:

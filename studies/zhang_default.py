@@ -57,11 +57,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlab.attacks import fgsm
-from tlab.data import load_domain, parse_domain
-from tlab.metrics import gamma, input_gradient_norms, predict
-from tlab.train import TrainConfig
-from tlab.zoo import ModelSpec, get_or_train
+from tlab.attacks.gradient import fgsm
+from tlab.core.data import load_domain, parse_domain
+from tlab.core.metrics import gamma, input_gradient_norms, predict
+from tlab.core.train import TrainConfig
+from tlab.core.zoo import ModelSpec, get_or_train
 
 #: Zhang et al.'s budgets 2/255 ... 32/255 in [-1, 1] space, i.e. 1/255 ... 16/255 in [0, 1].
 DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
@@ -132,9 +132,9 @@ def attacker_of(role: str) -> str:
 class Evaluator:
     """Evaluates B models on B's test set, crafting each black-box set once per (A, eps).
 
-    FGSM in eval mode with a summed loss is per-example (``tlab.attacks.input_gradient``), so
+    FGSM in eval mode with a summed loss is per-example (``tlab.core.inputs.input_gradient``), so
     the examples crafted on A for the whole test set, restricted to the inputs a model B gets
-    right, are exactly what ``tlab.metrics.blackbox_accuracy`` would craft for that B.
+    right, are exactly what ``tlab.core.metrics.blackbox_accuracy`` would craft for that B.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, eps: tuple[float, ...]) -> None:

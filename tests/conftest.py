@@ -9,10 +9,10 @@ from typing import Callable
 
 import pytest
 
-from tlab.data import class_balanced_subset, load_domain
-from tlab.device import torch_threads
-from tlab.models import StagedModel
-from tlab.train import TrainConfig, fit, prepare_model
+from tlab.core.data import class_balanced_subset, load_domain
+from tlab.core.device import torch_threads
+from tlab.core.models import StagedModel
+from tlab.core.train import TrainConfig, fit, prepare_model
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,4 +1,4 @@
-"""tlab.attack_copy: the frozen, batch-norm-folded copy the mimicry attack runs on."""
+"""tlab.attacks._fast.attack_copy: the frozen, batch-norm-folded copy the mimicry attack runs on."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ from copy import deepcopy
 
 import pytest
 import torch
+from conftest import SMALL_VGG
 from torch import nn
 
-from tlab.attack_copy import ChannelsLast, attack_copy, fold_batch_norms, pool_before_relu
-from tlab.models import build_model
-
-from conftest import SMALL_VGG
+from tlab.attacks._fast.attack_copy import (
+    ChannelsLast,
+    attack_copy,
+    fold_batch_norms,
+    pool_before_relu,
+)
+from tlab.core.models import build_model
 
 
 def _with_learned_statistics(model: nn.Module, seed: int = 0) -> nn.Module:

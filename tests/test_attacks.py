@@ -1,4 +1,4 @@
-"""Tests for tlab.attacks: invariants, attack strength, labels, chunking, validation, and a
+"""Tests for tlab.attacks.gradient: invariants, attack strength, labels, chunking, validation, and a
 peer check against torchattacks 3.3.0 on the same model and inputs."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from tlab import attacks
-from tlab.attacks import fgsm, make_attack, pgd
+from tlab.attacks import gradient as attacks
+from tlab.attacks.gradient import fgsm, make_attack, pgd
 from tlab.errors import TlabError, UnknownNameError
 
 NUM_CLASSES = 4

@@ -30,8 +30,8 @@ from jupyterlab_driver import (
     visit_notebook,
 )
 
-from tlab import cli
-from tlab.catalog import available_notebooks
+from tlab.runs import cli
+from tlab.runs.catalog import available_notebooks
 
 pytestmark = pytest.mark.browser
 

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from tlab import cli, zoo
-from tlab.train import TrainConfig
+from tlab.core import zoo
+from tlab.core.train import TrainConfig
+from tlab.runs import cli
 
 
 def run_cli(*args: str, env_data=None) -> subprocess.CompletedProcess:
@@ -23,7 +24,8 @@ def run_cli(*args: str, env_data=None) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args, message", [
     (["run", "99"], "unknown notebook '99'; choose one of: 00_start_here"),
-    (["run", "00", "-p", "NO_SUCH=1"], "has no parameter(s) NO_SUCH"),
+    (["run", "00", "-p", "NO_SUCH=1"], "declares no parameter NO_SUCH"),
+    (["run", "00", "-p", "EPS=big"], "EPS='big' is of type str"),
     (["run", "00", "-p", "PRESET"], "must look like NAME=VALUE"),
     (["zoo", "clear"], "zoo clear --all"),
     (["zoo", "clear", "deadbeef"], "no zoo entry 'deadbeef'"),
@@ -65,3 +67,26 @@ def test_zoo_list_and_clear(tlab_data, capsys):
     assert entry.key in capsys.readouterr().out
     assert cli.main(["zoo", "clear", entry.key]) == 0
     assert zoo.list_entries() == []
+
+
+def test_presets_prints_every_paper_table_from_the_tables_themselves(capsys):
+    from tlab.papers import davchev, wang, zhang
+
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for module in (zhang, davchev, wang):
+        assert module.PRESETS.title in out
+    # rows come from the tables: Zhang's B trains 20 / 60 / 300 epochs
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["epochs_b"])
+    assert row.split()[1:4] == [str(zhang.PRESETS.knobs["epochs_b"].quick),
+                                str(zhang.PRESETS.knobs["epochs_b"].standard),
+                                str(zhang.PRESETS.knobs["epochs_b"].paper)]
+    assert cli.main(["presets", "wang"]) == 0
+    only = capsys.readouterr().out
+    assert wang.PRESETS.title in only and zhang.PRESETS.title not in only
+
+
+def test_presets_refuses_an_unknown_table_and_names_the_known_ones(capsys):
+    assert cli.main(["presets", "madry"]) == 2
+    err = capsys.readouterr().err
+    assert "madry" in err and "zhang" in err and "davchev" in err

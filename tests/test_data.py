@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from tlab import data, render
-from tlab.data import DeviceBatches, TensorSet, class_balanced_subset, load_domain, train_val_split
+from tlab.core import data
+from tlab.core.data import (
+    DeviceBatches,
+    TensorSet,
+    class_balanced_subset,
+    load_domain,
+    train_val_split,
+)
+from tlab.datasets import synthetic
 from tlab.errors import DataFolderError, TlabError, UnknownNameError
 
 SMALL = {"n_train": 60, "n_test": 30}
@@ -46,7 +53,7 @@ def test_digits_are_sklearns_digits_upsampled_and_split_stratified(tlab_data: Pa
     assert torch.equal(d.train.images[:, 0], d.train.images[:, 2])
     assert int(d.train.images.max()) == 255 and int(d.train.images.min()) == 0
     # a 4x4 block average of the 32x32 image follows the 8x8 original
-    images, labels = render.sklearn_digits()
+    images, labels = synthetic.sklearn_digits()
     small = images[:, 0].float().reshape(-1, 8, 4, 8, 4).mean((2, 4)) / 255 * 16
     original = torch.from_numpy(load_digits().images).float()
     assert torch.corrcoef(torch.stack([small.flatten(), original.flatten()]))[0, 1] > 0.95
@@ -84,12 +91,12 @@ def test_rendered_domains_shapes_balance_and_colour(tlab_data: Path, name: str, 
 
 
 def test_colour_contrast_floor() -> None:
-    style = render.GlyphStyle()
+    style = synthetic.GlyphStyle()
     g = torch.Generator().manual_seed(0)
-    fg, bg = render._colours(g, 5000, True, style)
-    gap = (render._luminance(fg) - render._luminance(bg)).abs()
+    fg, bg = synthetic._colours(g, 5000, True, style)
+    gap = (synthetic._luminance(fg) - synthetic._luminance(bg)).abs()
     assert float(gap.min()) >= style.contrast - 1e-9
-    fg, bg = render._colours(g, 5000, False, style)
+    fg, bg = synthetic._colours(g, 5000, False, style)
     assert float((fg - bg).min()) >= 0.35 - 1e-9
 
 
@@ -120,6 +127,30 @@ def _cache_files(root: Path) -> list[Path]:
     return sorted((root / "embedded").glob("*.safetensors"))
 
 
+def test_two_kernels_asking_for_a_new_set_at_once_generate_it_once(tlab_data: Path) -> None:
+    import threading
+    import time
+
+    made = []
+
+    def make() -> dict[str, torch.Tensor]:
+        made.append(threading.current_thread().name)
+        time.sleep(0.3)          # long enough for the other caller to arrive while this renders
+        return {f"{split}_{kind}": (torch.zeros(n, 3, 32, 32, dtype=torch.uint8) if kind == "images"
+                                    else torch.zeros(n, dtype=torch.long))
+                for split, n in (("train", 4), ("test", 2)) for kind in ("images", "labels")}
+
+    got = []
+    callers = [threading.Thread(target=lambda: got.append(
+        synthetic.cached("probe", {"n": 1}, (4, 2), make))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(made) == 1 and len(got) == 2
+    assert torch.equal(got[0]["train_images"], got[1]["train_images"])
+
+
 def test_cache_hit_and_miss(tlab_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = load_domain("syndigits", seed=2, **SMALL)
     assert len(_cache_files(tlab_data)) == 1
@@ -127,7 +158,7 @@ def test_cache_hit_and_miss(tlab_data: Path, monkeypatch: pytest.MonkeyPatch) ->
     def no_render(*args, **kwargs):
         raise AssertionError("rendered although the set is cached")
 
-    monkeypatch.setattr(render, "render_glyphs", no_render)
+    monkeypatch.setattr(synthetic, "render_glyphs", no_render)
     again = load_domain("syndigits", seed=2, **SMALL)
     assert torch.equal(first.train.images, again.train.images)
     with pytest.raises(AssertionError, match="rendered although"):
@@ -168,13 +199,13 @@ def test_concurrent_cache_writers_leave_one_valid_file(tlab_data: Path) -> None:
                "test_labels": torch.arange(2)}
     path = tlab_data / "entry.safetensors"
     tlab_data.mkdir()
-    threads = [threading.Thread(target=render._write_cache, args=(path, tensors, {"k": "v"}))
+    threads = [threading.Thread(target=synthetic._write_cache, args=(path, tensors, {"k": "v"}))
                for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    read = render._read_cache(path, {k: tuple(v.shape) for k, v in tensors.items()})
+    read = synthetic._read_cache(path, {k: tuple(v.shape) for k, v in tensors.items()})
     assert all(torch.equal(read[k], tensors[k]) for k in tensors)
     assert [p.name for p in tlab_data.iterdir()] == ["entry.safetensors"]
 

@@ -21,8 +21,10 @@ import scipy.io
 import torch
 import torchvision.datasets as tvd
 
-from tlab import data
-from tlab.data import SHARED9, load_domain
+from tlab.core import data
+from tlab.core.data import load_domain
+from tlab.datasets import real
+from tlab.datasets.real import SHARED9
 from tlab.errors import DatasetUnavailableError
 
 RNG = np.random.default_rng(0)
@@ -35,7 +37,7 @@ STL10_NAMES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey
 @pytest.fixture
 def downloads(tlab_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """downloads/ of an empty data folder, with no Debian Fashion-MNIST and no network."""
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tlab_data / "no-debian")
+    monkeypatch.setattr(real, "DEBIAN_FASHION_MNIST", tlab_data / "no-debian")
 
     def no_network(*args, **kwargs):
         raise OSError("network disabled by the test")
@@ -164,7 +166,7 @@ def test_fashion_mnist_from_debian_layout(downloads: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     debian = tmp_path / "debian-fashion"
     arrays = write_mnist_like(debian, n_train=40, n_test=20)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(real, "DEBIAN_FASHION_MNIST", debian)
     assert {d.name: d.available for d in data.list_domains()}["fashion_mnist"]
     d = load_domain("fashion_mnist")
     assert d.classes == tuple(tvd.FashionMNIST.classes)
@@ -312,7 +314,7 @@ def test_hanging_network_probe_is_cut_short(tlab_data: Path, monkeypatch: pytest
         raise OSError("too late")
 
     monkeypatch.setattr(socket, "create_connection", hang)
-    monkeypatch.setattr(data, "PROBE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(real, "PROBE_TIMEOUT_S", 0.3)
     start = time.perf_counter()
     with pytest.raises(DatasetUnavailableError, match="no connection within 0.3 s"):
         load_domain("cifar10")
@@ -324,7 +326,7 @@ def test_download_failure_after_probe_is_reported(tlab_data: Path,
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("download refused by the test")
 
-    monkeypatch.setattr(data, "_network_problem", lambda urls: None)    # "network is up"
+    monkeypatch.setattr(real, "_network_problem", lambda urls: None)    # "network is up"
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     for name in ("mnist", "cifar10"):
         with pytest.raises(DatasetUnavailableError, match="could not download") as info:
@@ -354,9 +356,9 @@ def test_broken_local_archive_is_reported(downloads: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real_fashion_mnist(tmp_path_factory: pytest.TempPathFactory):
-    files = [data.DEBIAN_FASHION_MNIST / f"{f}.gz" for f in data._IDX_FILES]
+    files = [real.DEBIAN_FASHION_MNIST / f"{f}.gz" for f in real._IDX_FILES]
     if not all(f.is_file() for f in files):
-        pytest.fail(f"Fashion-MNIST files missing in {data.DEBIAN_FASHION_MNIST}; install them "
+        pytest.fail(f"Fashion-MNIST files missing in {real.DEBIAN_FASHION_MNIST}; install them "
                     f"with `apt-get install dataset-fashion-mnist`")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLAB_DATA", str(tmp_path_factory.mktemp("fashion")))

@@ -7,25 +7,27 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from torch import nn
 
-from tlab import davchev, plots
-from tlab.claims import paired_claim
-from tlab.davchev import Network
-from tlab.errors import TlabError
-from tlab.metrics import blackbox_accuracy
-from tlab.models import build_model, freeze
+from tlab.core.metrics import blackbox_accuracy
+from tlab.core.models import build_model, freeze
+from tlab.errors import TlabError, UnknownNameError
+from tlab.notebook import plots
+from tlab.papers import davchev
+from tlab.papers.claims import paired_claim
+from tlab.papers.davchev import Network
 
 
 @pytest.mark.parametrize("depth", [8, 20, 56])
-def test_strategies_leave_the_right_stages_trainable(depth):
+def test_each_retrained_choice_leaves_the_right_stages_trainable(depth):
     n = (depth - 2) // 6
-    names = davchev.strategy_layers(depth)
+    names = davchev.retrained_layers(depth)
     assert names == {"1": "1", "block": str(2 * n), "all": str(depth)}
     trainable = {}
-    for strategy in davchev.STRATEGIES:
-        frozen = davchev.frozen_stages(depth, strategy)
+    for retrained in davchev.RETRAINED:
+        frozen = davchev.frozen_stages(depth, retrained)
         model = freeze(build_model("resnet", 10, depth=depth), frozen)
-        trainable[strategy] = [i for i, stage in enumerate(model.stages)
+        trainable[retrained] = [i for i, stage in enumerate(model.stages)
                                if all(p.requires_grad for p in stage.parameters())]
     stages = 1 + 3 * n
     assert trainable["1"] == []
@@ -38,7 +40,7 @@ def test_paper_preset_uses_the_papers_setting_and_converts_eps():
     assert (s.source_domain, s.target_domain, s.depth) == ("cifar100", "cifar10", 56)
     assert s.substitute_arch == "densenet" and s.batch_size == 100
     assert s.eps == pytest.approx(0.0625 / 2) and s.eps == pytest.approx(8 / 256)
-    assert davchev.strategy_layers(s.depth) == {"1": "1", "block": "18", "all": "56"}
+    assert davchev.retrained_layers(s.depth) == {"1": "1", "block": "18", "all": "56"}
     assert len(davchev.setup("standard").seeds) >= 3
 
 
@@ -58,7 +60,7 @@ def test_network_specs_chain_source_strategy_and_adversarial_settings():
 
 def test_bad_networks_are_refused_with_the_choices():
     with pytest.raises(TlabError, match="source"):
-        Network("nat", strategy="block")
+        Network("nat", retrained="block")
     with pytest.raises(TlabError, match="pgd"):
         Network("madry")
     with pytest.raises(TlabError, match="block"):
@@ -125,3 +127,22 @@ def test_normalised_heatmap_scales_every_column_to_its_own_range():
     assert np.allclose(z.min(axis=0), 0) and np.allclose(z.max(axis=0), 1)
     assert z[1, 1] == pytest.approx(1.0) and z[0, 0] == pytest.approx(1.0)
     assert "0.0-30.0%" in fig.data[0].x[1] and len(fig.layout.shapes) == 2
+
+
+def test_resnet56_block_retrains_the_last_group_of_nine_blocks_and_18_convolutions():
+    model = build_model("resnet56", 10)
+    assert davchev.frozen_stages(56, "1") == model.num_stages == 28
+    assert davchev.frozen_stages(56, "all") == 0
+    freeze(model, davchev.frozen_stages(56, "block"))
+    trainable = [name for name, s in zip(model.stage_names, model.stages, strict=True)
+                 if next(s.parameters()).requires_grad]
+    assert trainable == [f"group3.block{b}" for b in range(1, 10)]
+    assert sum(isinstance(m, nn.Conv2d) and m.weight.requires_grad for m in model.modules()) == 18
+
+
+def test_a_retrained_choice_outside_the_vocabulary_or_a_depth_not_6n_plus_2_is_refused():
+    with pytest.raises(UnknownNameError) as info:
+        davchev.frozen_stages(56, "18")   # Davchev's layer count is a label, not a choice
+    assert all(c in str(info.value) for c in davchev.RETRAINED)
+    with pytest.raises(TlabError):
+        davchev.frozen_stages(21, "all")

@@ -5,22 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SMALL_VGG as VGG
 from torch import nn
 
-from tlab.defenses import (
-    EnsembleModel,
-    drop_pixels,
-    dropout_vote_predict,
-    neuron_distance,
-    neuron_distance_retrain,
-    neuron_weights,
-)
+from tlab.core.metrics import predict
+from tlab.core.models import build_model
+from tlab.defenses.ensemble import EnsembleModel
+from tlab.defenses.input_dropout import drop_pixels, dropout_vote_predict
+from tlab.defenses.neuron_distance import neuron_distance, neuron_distance_retrain, neuron_weights
 from tlab.errors import TlabError
-from tlab.metrics import predict
-from tlab.models import build_model
-
-from conftest import SMALL_VGG as VGG
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

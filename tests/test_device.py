@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tlab import device as dev
-from tlab.errors import UnknownNameError
+from tlab.core import device as dev
+from tlab.errors import TlabError, UnknownNameError
 
 CPU = torch.device("cpu")
 
@@ -85,3 +85,28 @@ def test_torch_threads_sets_and_restores_the_count_even_after_an_error():
             assert torch.get_num_threads() == other
             raise RuntimeError("inside")
     assert torch.get_num_threads() == before
+
+
+def test_a_thread_count_set_in_a_worker_thread_leaves_the_callers_count_alone():
+    """What the mimicry CPU split relies on (torch's OpenMP backend: the count is per thread)."""
+    import threading
+
+    with dev.torch_threads(2):
+        seen = []
+        worker = threading.Thread(target=lambda: (dev.one_thread_per_worker(),
+                                                  seen.append(torch.get_num_threads())))
+        worker.start()
+        worker.join()
+        assert seen == [1] and torch.get_num_threads() == 2
+
+
+def test_notebook_threads_and_subprocess_shares_are_set_in_one_place(monkeypatch):
+    with dev.torch_threads(2):
+        dev.set_cpu_threads(0)                       # 0: torch's default stays
+        assert torch.get_num_threads() == 2
+        dev.set_cpu_threads(1)
+        assert torch.get_num_threads() == 1
+    with pytest.raises(TlabError, match="THREADS"):
+        dev.set_cpu_threads(-1)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert dev.subprocess_thread_env(2) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}

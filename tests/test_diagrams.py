@@ -1,11 +1,11 @@
-"""The schematic of Zhang et al.'s three transfer strategies (tlab.diagrams)."""
+"""The schematic of Zhang et al.'s three transfer strategies (tlab.notebook.diagrams)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tlab import diagrams
 from tlab.errors import TlabError
+from tlab.notebook import diagrams
 
 
 def _stage_cells(fig):

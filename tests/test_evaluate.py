@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tlab import zoo
-from tlab.attacks import make_attack
-from tlab.evaluate import EvalSet, attack_curve
-from tlab.metrics import adversarial_accuracy
-from tlab.train import TrainConfig
+from tlab.attacks.gradient import make_attack
+from tlab.core import zoo
+from tlab.core.metrics import adversarial_accuracy
+from tlab.core.train import TrainConfig
+from tlab.papers.evaluate import EvalSet, attack_curve
 
 TINY = TrainConfig(epochs=2, val_fraction=0.0)
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SMALL_VGG as VGG
 from torch import nn
 
-from tlab.errors import TlabError
-from tlab.fingerprint import (
+from tlab.attacks.fingerprint import (
     GINI_THRESHOLD,
     fingerprint_images,
     fingerprint_matrix,
     gini,
     student_gini,
 )
-from tlab.models import build_model
-
-from conftest import SMALL_VGG as VGG
-
+from tlab.core.models import build_model
+from tlab.errors import TlabError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

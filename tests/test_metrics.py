@@ -1,4 +1,4 @@
-"""Tests for tlab.metrics: counts on a model whose right/wrong set is known, black-box vs
+"""Tests for tlab.core.metrics: counts on a model whose right/wrong set is known, black-box vs
 white-box, gamma, input-gradient norms against a per-example autograd loop, min-max tables."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlab.attacks import fgsm, make_attack
-from tlab.errors import TlabError
-from tlab.metrics import (
+from tlab.attacks.gradient import fgsm, make_attack
+from tlab.core.metrics import (
     accuracy,
     adversarial_accuracy,
     blackbox_accuracy,
@@ -23,6 +22,7 @@ from tlab.metrics import (
     minmax_normalise_columns,
     predict,
 )
+from tlab.errors import TlabError
 
 
 class NearestBrightness(nn.Module):

@@ -6,26 +6,24 @@ import threading
 
 import pytest
 import torch
+from conftest import SMALL_VGG as VGG
 from pytorch_msssim import ssim
 
-from tlab import mimicry
-from tlab.device import torch_threads
-from tlab.errors import TlabError, UnknownNameError
-from tlab.mimicry import (
-    cpu_slices,
-    dssim,
-    l2_distance,
+from tlab.attacks import mimicry_loop
+from tlab.attacks._fast import cpu_split
+from tlab.attacks._fast.cpu_split import cpu_slices
+from tlab.attacks.mimicry import (
     mimicry_attack,
     mimicry_attack_ensemble,
     mimicry_untargeted,
     targeted_success,
     untargeted_success,
 )
-from tlab.models import build_model
-from tlab.train import TrainConfig, fit, prepare_model
-
-from conftest import SMALL_VGG as VGG
-
+from tlab.attacks.perturbation import dssim, l2_distance
+from tlab.core.device import torch_threads
+from tlab.core.models import build_model
+from tlab.core.train import TrainConfig, fit, prepare_model
+from tlab.errors import TlabError, UnknownNameError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -154,22 +152,33 @@ def test_big_cpu_batches_are_split_over_the_threads_with_the_same_results(monkey
     teacher = tiny_teacher()
     src, tgt = noise_pairs(5)
     whole = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)   # one thread
-    monkeypatch.setattr(mimicry, "ROWS_PER_CPU_THREAD", 2)
+    monkeypatch.setattr(cpu_split, "ROWS_PER_CPU_THREAD", 2)
     seen = []
 
-    class RecordingDSSIM(mimicry.SourceDSSIM):
+    class RecordingDSSIM(mimicry_loop.SourceDSSIM):
         def __init__(self, source, **kwargs):
             seen.append((len(source), threading.current_thread().name, torch.get_num_threads()))
             super().__init__(source, **kwargs)
 
-    monkeypatch.setattr(mimicry, "SourceDSSIM", RecordingDSSIM)
+    monkeypatch.setattr(mimicry_loop, "SourceDSSIM", RecordingDSSIM)
+    setters = []
+    set_threads = torch.set_num_threads
+
+    def recording_set_threads(count):
+        setters.append(threading.current_thread().name)
+        set_threads(count)
+
     with torch_threads(2):
+        monkeypatch.setattr(torch, "set_num_threads", recording_set_threads)
         assert cpu_slices(5, cpu, randomised=False) == 2
         assert cpu_slices(3, cpu, randomised=False) == 1
         assert cpu_slices(5, cpu, randomised=True) == 1       # input dropout: draws stay put
         assert cpu_slices(500, torch.device("cuda"), randomised=False) == 1
         split = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)
         assert torch.get_num_threads() == 2
+        monkeypatch.setattr(torch, "set_num_threads", set_threads)
+    # only the pool's own workers change their thread count: the caller's is never switched
+    assert setters and all(name.startswith("tlab-mimicry") for name in setters)
     assert sorted(rows for rows, _, _ in seen) == [2, 3]
     assert all(name.startswith("tlab-mimicry") and threads == 1 for _, name, threads in seen)
     torch.testing.assert_close(split.adversarial, whole.adversarial, atol=1e-5, rtol=0)
@@ -180,25 +189,25 @@ def test_big_cpu_batches_are_split_over_the_threads_with_the_same_results(monkey
 def test_a_failing_slice_stops_the_others_and_restores_the_thread_count(monkeypatch):
     teacher = tiny_teacher()
     src, tgt = noise_pairs(5)
-    monkeypatch.setattr(mimicry, "ROWS_PER_CPU_THREAD", 2)
+    monkeypatch.setattr(cpu_split, "ROWS_PER_CPU_THREAD", 2)
     steps_taken = []
     other_running = threading.Event()
-    plain_from_tanh = mimicry._from_tanh
+    plain_from_tanh = mimicry_loop._from_tanh
 
     def counting_from_tanh(w):
         steps_taken.append(len(w))
         other_running.set()
         return plain_from_tanh(w)
 
-    class FailingDSSIM(mimicry.SourceDSSIM):
+    class FailingDSSIM(mimicry_loop.SourceDSSIM):
         def __init__(self, source, **kwargs):
             if len(source) == 2:                      # the first slice fails once the other runs
                 other_running.wait(timeout=60)
                 raise RuntimeError("slice failed")
             super().__init__(source, **kwargs)
 
-    monkeypatch.setattr(mimicry, "_from_tanh", counting_from_tanh)
-    monkeypatch.setattr(mimicry, "SourceDSSIM", FailingDSSIM)
+    monkeypatch.setattr(mimicry_loop, "_from_tanh", counting_from_tanh)
+    monkeypatch.setattr(mimicry_loop, "SourceDSSIM", FailingDSSIM)
     with torch_threads(2):
         with pytest.raises(RuntimeError, match="slice failed"):
             mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=100_000)

@@ -1,4 +1,4 @@
-"""Tests for tlab.models: the stage interface, freezing, heads, registry and every architecture."""
+"""Tests for tlab.core.models: the stage interface, freezing, heads, registry and every architecture."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ import torch
 import torchvision
 from torch import nn
 
-from tlab.architectures import dtn as dtn_module
-from tlab.architectures.parts import HALF, IMAGENET_MEAN, IMAGENET_STD
-from tlab.errors import TlabError, UnknownNameError, WeightsUnavailableError
-from tlab.models import (
+from tlab.core.architectures import dtn as dtn_module
+from tlab.core.architectures.parts import HALF, IMAGENET_MEAN, IMAGENET_STD
+from tlab.core.models import (
     StagedModel,
     build_model,
-    davchev_frozen_stages,
     freeze,
     list_models,
     model_options,
     replace_head,
 )
+from tlab.errors import TlabError, UnknownNameError, WeightsUnavailableError
 
 NUM_CLASSES = 5
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -439,39 +438,6 @@ def test_tv_vgg16_once() -> None:
     assert torch.equal(model.features(x, 5).detach(), frozen_out)
 
 
-# --------------------------------------------------------------------------- Davchev strategies
-
-
-def test_davchev_strategies_for_resnet56() -> None:
-    model = build_model("resnet56", 10)
-    assert davchev_frozen_stages(model, "1") == davchev_frozen_stages(model, "head") == 28
-    assert davchev_frozen_stages(model, "56") == davchev_frozen_stages(model, "all") == 0
-    k = davchev_frozen_stages(model, "18")
-    assert k == davchev_frozen_stages(model, "last_group") == 1 + 18
-    freeze(model, k)
-    trainable = [
-        name
-        for name, s in zip(model.stage_names, model.stages, strict=True)
-        if next(s.parameters()).requires_grad
-    ]
-    assert trainable == [f"group3.block{b}" for b in range(1, 10)]
-    trainable_convs = sum(
-        isinstance(m, nn.Conv2d) and m.weight.requires_grad for m in model.modules()
-    )
-    assert trainable_convs == 18
-
-
-def test_davchev_strategies_generalise_and_reject() -> None:
-    model = build_model("resnet20", 10)
-    assert davchev_frozen_stages(model, "6") == 10 - 3
-    assert davchev_frozen_stages(model, "20") == 0
-    with pytest.raises(UnknownNameError) as info:
-        davchev_frozen_stages(model, "18")
-    assert all(c in str(info.value) for c in ("1", "6", "20", "head", "last_group", "all"))
-    with pytest.raises(TlabError, match="CIFAR ResNet"):
-        davchev_frozen_stages(build_model("wrn-16-2", 10), "1")
-
-
 # --------------------------------------------------------------------------- pretrained weights
 
 
@@ -541,3 +507,20 @@ def test_checkpoints_that_need_code_or_do_not_match_are_refused(
     torch.save({"not.a.resnet": torch.zeros(3)}, path)
     with pytest.raises(WeightsUnavailableError, match="does not hold"):
         build_model("tv_resnet18", 10, weights="imagenet")
+
+
+@pytest.mark.parametrize("arch", ["dtn", "vgg"])
+def test_a_model_fed_images_of_the_wrong_size_names_the_shape_it_reads(arch):
+    model = build_model(arch, 10).eval()
+    with pytest.raises(TlabError, match=r"reads images shaped \(N, 3, 32, 32\); got \(2, 3, 64, 64\)"
+                                        r": resize them to 32x32"):
+        model(torch.rand(2, 3, 64, 64))
+    with pytest.raises(TlabError, match=r"\(N, 3, 32, 32\); got \(2, 1, 32, 32\)"):
+        model.features(torch.rand(2, 1, 32, 32), 1)
+
+
+def test_a_globally_pooled_model_reads_any_size_but_not_the_wrong_channels():
+    model = build_model("resnet20", 10).eval()
+    assert model(torch.rand(2, 3, 40, 40)).shape == (2, 10)
+    with pytest.raises(TlabError, match=r"reads images shaped \(N, 3, H, W\)"):
+        model(torch.rand(2, 3, 32))

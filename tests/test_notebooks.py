@@ -13,8 +13,8 @@ import json
 import nbformat
 import pytest
 
-from tlab import cli
-from tlab.catalog import available_notebooks
+from tlab.runs import cli
+from tlab.runs.catalog import available_notebooks
 
 
 @pytest.mark.notebooks

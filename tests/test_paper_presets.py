@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tlab import data, davchev, wang, zhang, zoo
+from tlab.core import zoo
+from tlab.datasets import real
 from tlab.errors import DatasetUnavailableError, WeightsUnavailableError
+from tlab.papers import davchev, wang, zhang
 
 
 @pytest.fixture
 def offline(tlab_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty data folder and torch hub, no Debian Fashion-MNIST, and no network."""
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tlab_data / "no-debian")
+    monkeypatch.setattr(real, "DEBIAN_FASHION_MNIST", tlab_data / "no-debian")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
 
     def no_network(*args, **kwargs):

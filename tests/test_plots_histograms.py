@@ -1,11 +1,11 @@
-"""Plot helpers for distributions and multi-panel figures (tlab.plots, notebooks 04 and 06)."""
+"""Plot helpers for distributions and multi-panel figures (tlab.notebook.plots, notebooks 04 and 06)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tlab import plots
+from tlab.notebook import plots
 
 
 def test_histograms_share_edges_and_normalise_each_group_to_its_own_size():

@@ -9,7 +9,7 @@ import nbformat
 import papermill
 import pytest
 
-from tlab.catalog import available_notebooks
+from tlab.runs.catalog import available_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,8 +52,12 @@ def test_notebooks_are_clean_and_well_formed(info):
     intro = nb.cells[0].source
     assert intro.startswith("# ") and "you will learn" in intro.lower()
     assert info.section == "-" or info.section.split(",")[0].split("-")[0] in intro
-    assert any("plots." in c.source or "plotly" in c.source for c in code)
+    assert any(re.search(r"plots\.|plotly|_figure\(", c.source) for c in code)  # it draws
     assert "## Summary" in nb.cells[-1].source
+    # one start-up call right after the parameters; nothing process-wide set by hand
+    assert re.search(r"^(DEV = )?start\(PRESET\b", code[code.index(params[0]) + 1].source, re.M)
+    assert not any(re.search(r"set_num_threads|setup_plotly\(|pick_device\(", c.source)
+                   for c in code)
     # JupyterLab writes the kernel's full language_info into a notebook that lacks it, which
     # marks the notebook modified the moment it opens (test_browser checks the page itself)
     assert {"codemirror_mode", "pygments_lexer", "version"} <= set(nb.metadata.language_info)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlab.claims import Claim, claims_table, mean_spread
-from tlab.results import cached_result
+from tlab.cache import cached_result
+from tlab.papers.claims import Claim, claims_table, mean_spread
 
 
 def test_results_are_computed_once_then_read_back(tlab_data):

@@ -1,4 +1,4 @@
-"""tlab.source_dssim: DSSIM to fixed sources equals pytorch_msssim's, values and gradients."""
+"""tlab.attacks._fast.source_dssim: DSSIM to fixed sources equals pytorch_msssim's, values and gradients."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from pytorch_msssim import ssim
 
-from tlab.source_dssim import SourceDSSIM, banded_window
+from tlab.attacks._fast.source_dssim import SourceDSSIM, banded_window
 
 
 def library_dssim(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""tlab.sweep: grids, point ids, checks before any run, local and remote Dask runs, resuming,
+"""tlab.runs.sweep: grids, point ids, checks before any run, local and remote Dask runs, resuming,
 collection, and several workers sharing one zoo entry.
 
 The runs use tests/fixtures/sweep_probe.ipynb, a notebook that records ``product = X * N``,
@@ -18,11 +18,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from tlab import cli, zoo
+from tlab.core import zoo
 from tlab.errors import TlabError
-from tlab.record import write_json_atomic
-from tlab.sweep import (MANIFEST_FILE, RESULT_FILE, declared_parameters, expand_grid,
-                        local_kernel_env, plan_points, point_id, run_sweep)
+from tlab.runs import cli
+from tlab.runs.execute import declared_parameters
+from tlab.runs.grid import expand_grid, plan_points, point_id
+from tlab.runs.record import write_json_atomic
+from tlab.runs.sweep import MANIFEST_FILE, local_kernel_env, run_sweep
+from tlab.runs.sweep_results import RESULT_FILE
 
 PROBE = Path(__file__).resolve().parent / "fixtures" / "sweep_probe.ipynb"
 SCALE = 0.25  # the probe's default SCALE = 1 / 4

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tlab.attacks import fgsm
-from tlab.data import class_balanced_subset, load_domain, train_val_split
+from tlab.attacks.gradient import fgsm
+from tlab.core.data import class_balanced_subset, load_domain, train_val_split
+from tlab.core.metrics import accuracy
+from tlab.core.models import build_model
+from tlab.core.train import TrainConfig, fit, prepare_model
 from tlab.errors import TlabError, UnknownNameError
-from tlab.metrics import accuracy
-from tlab.models import build_model
-from tlab.train import TrainConfig, fit, prepare_model
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_finetune_copies_source_and_never_modifies_it(source, small):
 
 @pytest.fixture(params=["float32", "bfloat16"])
 def precision(request, monkeypatch):
-    """Run a test under each training precision (tlab.device.training_dtype)."""
+    """Run a test under each training precision (tlab.core.device.training_dtype)."""
     monkeypatch.setenv("TLAB_PRECISION", request.param)
     return request.param
 

@@ -1,4 +1,4 @@
-"""tlab.wang: recipes, pairs, cached attacks and argument checks of notebooks 09-11."""
+"""tlab.papers.wang: recipes, pairs, cached attacks and argument checks of notebooks 09-11."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from tlab import wang
-from tlab.architectures.parts import Parts
-from tlab.data import Domain, TensorSet
+from tlab.core.architectures.parts import Parts
+from tlab.core.data import Domain, TensorSet
+from tlab.core.models import StagedModel, build_model
+from tlab.core.zoo import ZooEntry
 from tlab.errors import TlabError, UnknownNameError
-from tlab.models import StagedModel, build_model
-from tlab.zoo import ZooEntry
+from tlab.papers import wang
 
 TINY = {"widths": [4, 4], "fc_width": 8}
 
@@ -47,7 +47,7 @@ def oracle(monkeypatch):
         return lab_labels[: len(x)].to(x.device) if len(x) == len(lab_labels) else \
             torch.zeros(len(x), dtype=torch.long)
     oracle.labels = None
-    monkeypatch.setattr(wang, "predict", predict)
+    monkeypatch.setattr(wang.crafting, "predict", predict)  # where pairs are drawn
     return oracle
 
 
@@ -91,9 +91,9 @@ def test_student_whose_head_does_not_match_the_domain_is_refused():
 
 def test_attack_settings_are_checked_when_made():
     with pytest.raises(TlabError):
-        wang.Attack(layer=1, budget=0.0, steps=10)
+        wang.MimicrySettings(layer=1, budget=0.0, steps=10)
     with pytest.raises(TlabError):
-        wang.Attack(layer=1, budget=0.01, steps=0)
+        wang.MimicrySettings(layer=1, budget=0.01, steps=0)
 
 
 # ------------------------------------------------------------------------------------ recipes
@@ -159,18 +159,18 @@ def test_crafted_images_respect_the_budget_and_come_back_from_the_cache(oracle, 
                                                                         monkeypatch):
     lab = tiny_lab()
     oracle.labels = lab.domain.test.labels
-    attack = wang.Attack(layer=3, budget=0.01, steps=5)
+    attack = wang.MimicrySettings(layer=3, budget=0.01, steps=5)
     first = wang.crafted(lab, attack, 3)
     inside = first["in_budget"]
     assert first["adversarial"].shape == (3, 3, 32, 32)
     assert bool((first["dssim"][inside] <= 0.01 + 1e-6).all())
     assert float(first["adversarial"].min()) >= 0 and float(first["adversarial"].max()) <= 1
-    monkeypatch.setattr(wang, "mimicry_attack_ensemble",
+    monkeypatch.setattr(wang.crafting, "mimicry_attack_ensemble",
                         lambda *a, **k: pytest.fail("a cached attack was recomputed"))
     second = wang.crafted(lab, attack, 3)
     assert torch.equal(first["adversarial"], second["adversarial"])
     with pytest.raises(TlabError, match="1..3"):
-        wang.crafted(lab, wang.Attack(layer=4, budget=0.01, steps=5), 3)
+        wang.crafted(lab, wang.MimicrySettings(layer=4, budget=0.01, steps=5), 3)
 
 
 # ------------------------------------------------------------------------------------ fingerprints
@@ -188,7 +188,7 @@ def test_a_candidate_teacher_of_another_input_size_is_refused(tlab_data):
 
 def test_an_ensemble_needs_two_teachers():
     with pytest.raises(TlabError, match="at least 2"):
-        wang.ensemble_table([tiny_lab()], "deep", wang.Attack(layer=3, budget=0.01, steps=2),
+        wang.ensemble_table([tiny_lab()], "deep", wang.MimicrySettings(layer=3, budget=0.01, steps=2),
                             n_pairs=2)
 
 

@@ -13,8 +13,8 @@ import nbformat
 import plotly.graph_objects as go
 import pytest
 
-from tlab import widgets
-from tlab.html_export import PLOTLY_MIME, WIDGET_MIME, offline_notebook
+from tlab.notebook import widgets
+from tlab.runs.html_export import PLOTLY_MIME, WIDGET_MIME, offline_notebook
 
 
 def _title(panel: widgets.Panel) -> str:

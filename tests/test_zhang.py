@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import tiny_data_folder
-from tlab import zhang
-from tlab.attacks import make_attack
+
+from tlab.attacks.gradient import make_attack
+from tlab.core.metrics import adversarial_accuracy, blackbox_accuracy
 from tlab.errors import TlabError
-from tlab.metrics import adversarial_accuracy, blackbox_accuracy
+from tlab.papers import zhang
 
 
 def test_standard_preset_is_the_studied_default():
@@ -131,7 +131,7 @@ def test_a_warm_evaluation_loads_no_model(tiny_lab, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a cached evaluation must not touch the zoo")
 
-    monkeypatch.setattr(zhang, "get_or_train", refuse)
+    monkeypatch.setattr(zhang.lab, "get_or_train", refuse)
     assert tiny_lab.evaluate("CommonInit", seed=0) == first
 
 

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import tiny_data_folder
-from tlab import zhang
-from tlab import zhang_ablations as za
+
 from tlab.errors import TlabError
+from tlab.papers import zhang
+from tlab.papers.zhang import ablations as za
 
 SOURCE = "syndigits:n_train=400,n_test=100"
 GREY = "syndigits:colour=false,n_train=400,n_test=100"
@@ -139,7 +139,7 @@ def test_figure_and_summary_read_the_table(tiny):
 
 def test_claims_and_record_follow_the_numbers(tiny):
     _, table = tiny
-    claims = za.ablation_claims(table, eps=16)
+    claims = zhang.ablation_claims(table, eps=16)
     assert [c.code for c in claims] == ["Fig. 7"] * 3 + ["Fig. 8"] * 3 + ["Fig. 9"] * 3
     g = za.gains(table, "arch", eps=16)
     wrn_clean = g[g["variant"] == "WRN-10-1"]["clean"].item()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tlab import zoo
+from tlab.core import zoo
+from tlab.core.train import TrainConfig
 from tlab.errors import CorruptZooEntryError, DataFolderError, TlabError
-from tlab.train import TrainConfig
 
 TINY = TrainConfig(epochs=1, batch_size=64, val_fraction=0.2)
 SOURCE = zoo.ModelSpec(domain="digits", n=200, train=TINY)
@@ -132,8 +132,7 @@ def _train_in_process(data_dir: str, queue) -> None:
     import os
 
     os.environ["TLAB_DATA"] = data_dir
-    from tlab import zoo as zoo_module
-
+    from tlab.core import zoo as zoo_module
     entry = zoo_module.get_or_train(SOURCE, progress=False, device="cpu")
     queue.put((entry.from_cache, entry.meta["sha256"]))
 

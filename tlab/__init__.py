@@ -1,8 +1,9 @@
 """tlab: a hands-on lab on adversarial attacks against transfer learning.
 
-The package holds what the notebooks share: domains (:mod:`tlab.data`), models with a uniform
-stage interface (:mod:`tlab.models`), training strategies (:mod:`tlab.train`), a cache of trained
-models (:mod:`tlab.zoo`), attacks (:mod:`tlab.attacks`) and metrics (:mod:`tlab.metrics`).
+The package holds what the notebooks share: domains (:mod:`tlab.core.data`), models with a uniform
+stage interface (:mod:`tlab.core.models`), training strategies (:mod:`tlab.core.train`), a cache of
+trained models (:mod:`tlab.core.zoo`), attacks (:mod:`tlab.attacks.gradient`) and metrics
+(:mod:`tlab.core.metrics`).
 
 Papers taught:
 - Zhang et al., "Two Sides of the Same Coin: White-box and Black-box Attacks for Transfer

@@ -1,7 +1,7 @@
-"""``python -m tlab``: see :mod:`tlab.cli`."""
+"""``python -m tlab``: see :mod:`tlab.runs.cli`."""
 
 import sys
 
-from tlab.cli import main
+from tlab.runs.cli import main
 
 sys.exit(main())

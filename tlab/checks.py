@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from numbers import Integral
 from typing import TypeVar
 
 from tlab.errors import TlabError, UnknownNameError
@@ -34,3 +35,27 @@ def check_choice(kind: str, value: T, valid: Iterable[T]) -> T:
     if value not in options:
         raise UnknownNameError(kind, value, [str(o) for o in options])
     return value
+
+
+def check_stage(value: object, stages: int, *, name: str, first: int = 0, hint: str = "") -> int:
+    """A stage index of a staged model: an integer in ``first..stages``, else a clear error.
+
+    The one check behind every place a stage is named: how many stages a fine-tuned model
+    keeps frozen (``first=0``, Zhang et al. Sec. 3.2), the layer K a mimicry attack or a defence
+    works at (``first=1``, Wang et al. Sec. 3), the stages ``features`` runs. ``hint`` says
+    what the ends of the range mean for the caller's model.
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) \
+            or not first <= int(value) <= stages:
+        raise TlabError(f"{name}={value!r} is outside the valid range {first}..{stages}"
+                        + (f" ({hint})" if hint else ""))
+    return int(value)
+
+
+def check_counts(value: object, *, name: str, most: int, example: Sequence[int]) -> tuple[int, ...]:
+    """A list of 1 to ``most`` positive integers (layers per block, channels per stage...)."""
+    if not (isinstance(value, (tuple, list)) and 1 <= len(value) <= most
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+        raise TlabError(f"{name}={value!r} must be a list of 1 to {most} positive integers, "
+                        f"e.g. {list(example)}")
+    return tuple(value)

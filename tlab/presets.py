@@ -1,4 +1,4 @@
-"""Presets: how big a run is.
+"""Presets: how big a run is, and one table per paper saying what that means.
 
 Every notebook has a papermill ``parameters`` cell with ``PRESET`` and its own knobs:
 
@@ -7,17 +7,21 @@ Every notebook has a papermill ``parameters`` cell with ``PRESET`` and its own k
 - ``standard``: minutes per notebook on a 2-core CPU; several seeds, enough training for the
   papers' qualitative claims to be tested honestly on the embedded domains.
 - ``paper``: the papers' real tasks and hyperparameters (real datasets, GPU recommended).
+
+What a preset means for one paper lives in that paper's :class:`PresetTable` (``PRESETS`` in
+each module of :mod:`tlab.papers`), and only there: one row per knob, its three values side
+by side and what it controls. ``python -m tlab presets`` prints every table.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from tlab.checks import check_choice
 
 PRESETS = ("quick", "standard", "paper")
-
-T = TypeVar("T")
 
 
 def check_preset(preset: str) -> str:
@@ -25,6 +29,36 @@ def check_preset(preset: str) -> str:
     return check_choice("preset", preset, PRESETS)
 
 
-def by_preset(preset: str, *, quick: T, standard: T, paper: T) -> T:
-    """The value for ``preset``: lets a notebook state its three sizes side by side."""
-    return {"quick": quick, "standard": standard, "paper": paper}[check_preset(preset)]
+@dataclass(frozen=True)
+class Knob:
+    """One row of a preset table: a value per preset and what it controls."""
+
+    quick: Any
+    standard: Any
+    paper: Any
+    means: str
+
+
+class PresetTable:
+    """What each preset means for one paper (or notebook): ``{knob name: Knob}``.
+
+    ``table.values(preset)`` is the knobs' values for one preset, as a dict;
+    ``table.rows()`` the whole table for printing (knob, quick, standard, paper, meaning).
+    """
+
+    def __init__(self, title: str, knobs: Mapping[str, Knob]) -> None:
+        self.title = title
+        self.knobs = dict(knobs)
+
+    def values(self, preset: str) -> dict[str, Any]:
+        """Every knob's value for ``preset``."""
+        check_preset(preset)
+        return {name: getattr(knob, preset) for name, knob in self.knobs.items()}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per knob: ``knob``, the three presets' values, ``means``."""
+        return [{"knob": name, **{p: getattr(knob, p) for p in PRESETS}, "means": knob.means}
+                for name, knob in self.knobs.items()]
+
+    def __repr__(self) -> str:
+        return f"PresetTable({self.title!r}, {len(self.knobs)} knobs)"

@@ -1,0 +1,1 @@
+"""Speed-ups the attacks use: a cheaper attack copy of a model, DSSIM to a fixed source batch."""

@@ -1,0 +1,1 @@
+"""Defenses against the attacks on transfer learning (Wang et al., Sec. 6)."""

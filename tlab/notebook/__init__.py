@@ -1,0 +1,1 @@
+"""What the notebooks call: plots, diagrams, widget panels."""

@@ -1,0 +1,1 @@
+"""The three papers: recipes, cached experiments, claims per paper."""

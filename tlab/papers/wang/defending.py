@@ -1,0 +1,176 @@
+"""Wang et al., Sec. 6: the defences measured against the lab's attacks (notebook 11)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tlab.attacks.fingerprint import (
+    student_gini,
+)
+from tlab.cache import cached_result
+from tlab.core.data import TensorSet, class_balanced_subset
+from tlab.core.device import model_device
+from tlab.core.metrics import predict
+from tlab.defenses.ensemble import EnsembleModel
+from tlab.defenses.input_dropout import dropout_vote_predict
+from tlab.defenses.neuron_distance import neuron_distance, neuron_distance_retrain
+from tlab.errors import TlabError
+from tlab.papers.wang.crafting import MimicrySettings, crafted, crafted_untargeted
+from tlab.papers.wang.fingerprinting import fingerprint_set
+from tlab.papers.wang.lab import WangLab, check_layer
+from tlab.papers.wang.tables import success_rate
+
+
+def dropout_table(lab: WangLab, kind: str, attack: MimicrySettings, ratios: Sequence[float], *,
+                  n_pairs: int, pair_seed: int = 0, untargeted: MimicrySettings | None = None,
+                  adaptive: MimicrySettings | None = None, votes: int = 3,
+                  seed: int = 0) -> list[dict[str, Any]]:
+    """Input dropout with a majority vote (Sec. 6.1, Fig. 7), per dropout ratio (cached).
+
+    Rows: ``ratio``, clean ``accuracy`` of the defended student on the whole test split,
+    ``targeted`` success of ``attack``'s images, ``untargeted`` success (if ``untargeted``
+    is given; its images come from :func:`crafted_untargeted` with ``n_pairs`` sources) and
+    ``adaptive``: targeted success of images crafted with dropout inside the loop (EOT).
+    """
+    student = lab.students[kind]
+    ratios = [float(r) for r in ratios]
+    recipe = {"student": student.key, "teacher": lab.teacher.key, "attack": attack.recipe(),
+              "ratios": ratios, "n": n_pairs, "pair_seed": pair_seed, "votes": votes,
+              "seed": seed, "untargeted": untargeted and untargeted.recipe(),
+              "adaptive": adaptive and adaptive.recipe()}
+
+    def compute() -> list[dict[str, Any]]:
+        model = student.model
+        dev = model_device(model)
+        x, y = lab.domain.test.floats(dev), lab.domain.test.labels.to(dev)
+        plain = crafted(lab, attack, n_pairs, pair_seed)
+        sets = {"targeted": (plain["adversarial"], plain["target_label"], True)}
+        if untargeted is not None:
+            out = crafted_untargeted(lab, untargeted, n_pairs, seed=pair_seed)
+            sets["untargeted"] = (out["adversarial"], out["source_label"], False)
+        if adaptive is not None:
+            out = crafted(lab, adaptive, n_pairs, pair_seed, seed=seed)
+            sets["adaptive"] = (out["adversarial"], out["target_label"], True)
+        rows = []
+        for ratio in ratios:
+            row = {"ratio": ratio, "accuracy": float(
+                (dropout_vote_predict(model, x, ratio, votes, seed) == y).float().mean())}
+            for name, (images, labels, targeted) in sets.items():
+                predicted = dropout_vote_predict(model, images.to(dev), ratio, votes, seed).cpu()
+                hits = predicted == labels if targeted else predicted != labels
+                row[name] = float(hits.float().mean())
+            rows.append(row)
+        return rows
+
+    return cached_result("wang-dropout", recipe, compute)
+
+
+def feature_scale(lab: WangLab, layer: int) -> float:
+    """Median L2 norm of the teacher's layer-K representation of the students' training images.
+
+    Neuron-distance thresholds (Sec. 6.2) are given as multiples of it.
+    """
+    check_layer(lab.teacher.model, layer)
+    teacher = lab.teacher.model
+    with torch.no_grad():
+        x = lab.domain.train.floats(model_device(teacher))[:512]
+        teacher.eval()
+        return float(teacher.features(x, layer).flatten(1).norm(dim=1).median())
+
+
+def neuron_distance_table(lab: WangLab, kind: str, attack: MimicrySettings,
+                          thresholds: Sequence[float], *, n_pairs: int, pair_seed: int = 0,
+                          epochs: int = 10, n_prints: int = 2, fingerprint_steps: int = 300,
+                          seed: int = 0) -> list[dict[str, Any]]:
+    """Neuron-distance retraining (Sec. 6.2, Fig. 8) at several thresholds (cached).
+
+    ``thresholds`` are multiples of :func:`feature_scale` at ``attack.layer``; 0 means the
+    undefended student. For each, the retrained student's clean ``accuracy``, the targeted
+    ``success`` of ``attack``'s images (crafted on the original teacher, which is all the
+    attacker has), the mean ``distance`` from the teacher at layer K and the ``gini`` of the
+    true teacher's fingerprint (Sec. 6.2: retraining also hides the teacher). The retrained
+    students are not kept, only these numbers.
+    """
+    student = lab.students[kind]
+    thresholds = [float(t) for t in thresholds]
+    if any(t < 0 or not math.isfinite(t) for t in thresholds):
+        raise TlabError(f"thresholds={thresholds} must be >= 0 (multiples of the feature scale)")
+    recipe = {"student": student.key, "teacher": lab.teacher.key, "attack": attack.recipe(),
+              "thresholds": thresholds, "n": n_pairs, "pair_seed": pair_seed, "epochs": epochs,
+              "fp": [n_prints, fingerprint_steps], "seed": seed}
+
+    def compute() -> list[dict[str, Any]]:
+        adv = crafted(lab, attack, n_pairs, pair_seed)
+        prints = fingerprint_set(lab.teacher, n_prints, steps=fingerprint_steps,
+                                 seed=seed)["images"]
+        scale = feature_scale(lab, attack.layer)
+        test = lab.domain.test
+        rows = []
+        for t in thresholds:
+            model = student.model
+            if t > 0:
+                model, _ = neuron_distance_retrain(
+                    student.model, lab.teacher.model, lab_training_set(lab, kind),
+                    layer=attack.layer, threshold=t * scale, epochs=epochs, seed=seed,
+                    device=model_device(student.model), progress=False)
+            dev = model_device(model)
+            rows.append({
+                "threshold": t, "threshold_abs": t * scale,
+                "accuracy": float((predict(model, test.floats(dev)).cpu() == test.labels)
+                                  .float().mean()),
+                "success": success_rate(model, adv["adversarial"], adv["target_label"], True),
+                "distance": float(neuron_distance(model, lab.teacher.model, test.floats(dev),
+                                                  layer=attack.layer).mean()),
+                "gini": float(student_gini(model, prints.to(dev)).mean())})
+        return rows
+
+    return cached_result("wang-neuron-distance", recipe, compute)
+
+
+def lab_training_set(lab: WangLab, kind: str) -> TensorSet:
+    """The training images the student of ``kind`` was trained on (its zoo recipe's subset)."""
+    spec = lab.students[kind].meta["spec"]
+    train = lab.domain.train
+    return train if spec["n"] is None else class_balanced_subset(train, spec["n"],
+                                                                 seed=spec["subset_seed"])
+
+
+def ensemble_table(labs: Sequence[WangLab], kind: str, attack: MimicrySettings, *, n_pairs: int,
+                   pair_seed: int = 0) -> list[dict[str, Any]]:
+    """An ensemble of students from different teachers (Sec. 6.3), and a joint attack (cached).
+
+    Two attacks on the same pairs: mimicking the first teacher only (what breaks its own
+    student) and mimicking all teachers at once (the sum of their layer distances; beyond the
+    paper). Rows: ``attack``, ``model`` (each member alone or the ensemble), ``success``.
+    """
+    if len(labs) < 2:
+        raise TlabError("an ensemble needs students of at least 2 different teachers")
+    members = {f"student of teacher {i}": lab.students[kind] for i, lab in enumerate(labs)}
+    joint_lab = WangLab(teacher=labs[0].teacher, students=members,
+                        frozen=dict.fromkeys(members, labs[0].frozen[kind]),
+                        domain=labs[0].domain, seed=labs[0].seed)
+    recipe = {"members": {k: e.key for k, e in members.items()},
+              "teachers": [lab.teacher.key for lab in labs], "attack": attack.recipe(),
+              "n": n_pairs, "pair_seed": pair_seed}
+
+    def compute() -> list[dict[str, Any]]:
+        ensemble = EnsembleModel([e.model for e in members.values()]).eval()
+        runs = {"mimic teacher 0 only": crafted(joint_lab, attack, n_pairs, pair_seed),
+                "joint: mimic all teachers": crafted(joint_lab, attack, n_pairs, pair_seed,
+                                                     teachers=[lab.teacher for lab in labs])}
+        rows = []
+        for name, out in runs.items():
+            for member, entry in members.items():
+                rows.append({"attack": name, "model": member, "success": success_rate(
+                    entry.model, out["adversarial"], out["target_label"], True)})
+            rows.append({"attack": name, "model": "ensemble (mean of softmax)",
+                         "success": success_rate(ensemble, out["adversarial"], out["target_label"],
+                                             True),
+                         "dssim": float(out["dssim"].mean())})
+        return rows
+
+    return cached_result("wang-ensemble", recipe, compute)

@@ -1,0 +1,1 @@
+"""Running notebooks: the catalog, headless runs and sweeps, records, the command line."""
