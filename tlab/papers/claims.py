@@ -1,8 +1,21 @@
-"""Claims tables: each paper's qualitative claims, the numbers measured here, holds or not.
+"""Claims tables: each paper's qualitative claims, the numbers measured here, and a verdict.
 
-Notebooks end with such a table. A claim's verdict is computed from the measurements by the
-rule written next to it, never typed in by hand, so a rerun with other seeds or another preset
-can flip it -- which is the point.
+Notebooks end with such a table. A claim's verdict is computed from the measurements by a
+statistical test written next to it, never typed in by hand, so a rerun with other seeds or
+another preset can change it -- which is the point.
+
+Every verdict is one of three (:data:`VERDICTS`), from a confidence interval across seeds:
+
+- **holds**: the 95 % confidence interval of the effect lies entirely on the claimed side;
+- **contradicted**: it lies entirely on the other side (the opposite effect is measured);
+- **inconclusive**: the interval contains "no effect", or fewer than :data:`MIN_SEEDS` seeds
+  were run (``inconclusive (n too small)``, shown with the numbers).
+
+The effect is measured per seed (a paired difference, or a value minus a threshold) and the
+interval is Student's t interval of its mean over seeds: ``mean ± t(0.975, n-1) * sd / sqrt(n)``.
+Deciding "holds" only when the lower end is above zero is a one-sided t-test at the 2.5 %
+level, so with no real effect a claim reads "holds" in at most 2.5 % of experiments
+(``tests/test_claims.py`` simulates 1,000 of them).
 """
 
 from __future__ import annotations
@@ -12,8 +25,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from tlab.errors import TlabError
+
+VERDICTS = ("holds", "contradicted", "inconclusive")
+#: Fewer seeds than this give no interval worth the name: the verdict is "inconclusive".
+MIN_SEEDS = 3
+#: Confidence level of the intervals.
+LEVEL = 0.95
+TOO_FEW = "inconclusive (n too small)"
 
 
 def mean_spread(values: Sequence[float] | np.ndarray, *, percent: bool = True) -> str:
@@ -27,39 +48,156 @@ def mean_spread(values: Sequence[float] | np.ndarray, *, percent: bool = True) -
 
 
 @dataclass(frozen=True)
+class Effect:
+    """The mean of per-seed effects, its confidence interval and the verdict it gives."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    verdict: str
+
+    def describe(self, *, percent: bool = True) -> str:
+        """``"+3.1 points, 95% CI [+0.4, +5.8]"`` (points for percentages)."""
+        scale, unit = (100, " points") if percent else (1, "")
+        if self.n < 2:
+            return f"{scale * self.mean:+.3g}{unit}, no interval (n={self.n})"
+        return (f"{scale * self.mean:+.3g}{unit}, {LEVEL:.0%} CI [{scale * self.low:+.3g}, "
+                f"{scale * self.high:+.3g}] (n={self.n})")
+
+
+def effect(per_seed: Sequence[float] | np.ndarray) -> Effect:
+    """The verdict on "the per-seed effects are positive on average" (see the module doc)."""
+    values = np.asarray(per_seed, dtype=float)
+    if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
+        raise TlabError(f"a claim needs one finite effect per seed, got {values.tolist()}")
+    return _t_interval(values)
+
+
+def _finite_effect(per_seed: np.ndarray) -> tuple[Effect | None, str]:
+    """:func:`effect` of the seeds where the effect is defined (gamma is undefined where
+    white-box accuracy is 0), and a note saying how many were left out."""
+    finite = np.isfinite(per_seed)
+    note = "" if finite.all() else f"; undefined in {int((~finite).sum())} seed(s), left out"
+    return (_t_interval(per_seed[finite]) if finite.any() else None), note
+
+
+def _t_interval(values: np.ndarray) -> Effect:
+    n, mean = values.size, float(values.mean())
+    if n < 2:
+        return Effect(mean, float("nan"), float("nan"), n, TOO_FEW)
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    low, high = mean - half, mean + half
+    if n < MIN_SEEDS:
+        verdict = TOO_FEW
+    elif low > 0:
+        verdict = "holds"
+    elif high < 0:
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Effect(mean, low, high, n, verdict)
+
+
+@dataclass(frozen=True)
 class Claim:
-    """One claim: its code (e.g. ``"Z2"``), what the paper says, what was measured, verdict."""
+    """One claim: its code (e.g. ``"Z2"``), what the paper says, what was measured, the
+    verdict (one of :data:`VERDICTS`, or ``inconclusive (n too small)``) and its rule."""
 
     code: str
     statement: str
     measured: str
-    holds: bool
+    verdict: str
     rule: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in (*VERDICTS, TOO_FEW):
+            raise TlabError(f"verdict {self.verdict!r} is not one of {', '.join(VERDICTS)}")
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == "holds"
 
 
 def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
-    """The claims as a table: claim, measured numbers, the rule applied, holds / does not hold."""
+    """The claims as a table: claim, measured numbers, the rule applied, the verdict."""
     return pd.DataFrame([{
         "claim": f"{c.code}: {c.statement}", "measured": c.measured, "rule": c.rule,
-        "verdict": "holds" if c.holds else "does not hold"} for c in claims]).set_index("claim")
+        "verdict": c.verdict} for c in claims]).set_index("claim")
+
+
+def _check_pairs(better: Sequence[float], worse: Sequence[float]) -> tuple[np.ndarray, ...]:
+    better_a, worse_a = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
+    if better_a.shape != worse_a.shape or better_a.size == 0:
+        raise TlabError("paired_claim needs one measurement per seed on both sides")
+    return better_a, worse_a
 
 
 def paired_claim(code: str, statement: str, better: Sequence[float], worse: Sequence[float], *,
                  what: str, seeds: Sequence[int], percent: bool = True) -> Claim:
     """A claim "``better`` > ``worse``" tested on seed-paired measurements.
 
-    Rule: the mean of the per-seed differences is positive and larger than its standard error
-    (standard deviation / sqrt(number of seeds)); with one seed, simply positive. ``percent``
-    formats the numbers as percentages (accuracies); False for other quantities.
+    The effect is ``better - worse`` per seed; the verdict comes from its confidence interval
+    (module docstring). ``percent`` formats the numbers as percentages (accuracies); False for
+    other quantities.
     """
-    better_a, worse_a = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
-    if better_a.shape != worse_a.shape or better_a.size == 0:
-        raise TlabError("paired_claim needs one measurement per seed on both sides")
-    diff = better_a - worse_a
-    sem = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else 0.0
+    better_a, worse_a = _check_pairs(better, worse)
+    found, note = _finite_effect(better_a - worse_a)
+    rule = f"{LEVEL:.0%} CI of the mean paired difference > 0"
+    measured = (f"{what}: {mean_spread(better_a, percent=percent)} vs "
+                f"{mean_spread(worse_a, percent=percent)}; difference ")
+    if found is None:
+        return Claim(code, statement, measured + f"undefined in every seed {list(seeds)}",
+                     "inconclusive", rule)
+    return Claim(code, statement, measured + f"{found.describe(percent=percent)}{note} "
+                 f"(seeds {list(seeds)})", found.verdict, rule)
+
+
+def threshold_claim(code: str, statement: str, values: Sequence[float], threshold: float, *,
+                    above: bool, what: str, seeds: Sequence[int], percent: bool = True) -> Claim:
+    """A claim "``values`` lie above (or below) ``threshold``", tested across seeds: the
+    effect per seed is the margin ``value - threshold`` (``threshold - value`` for below)."""
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0:
+        raise TlabError(f"threshold_claim needs one value per seed, got {array.tolist()}")
+    found, note = _finite_effect(array - threshold if above else threshold - array)
+    side = ">" if above else "<"
+    shown = f"{100 * threshold:g}%" if percent else f"{threshold:g}"
+    rule = f"{LEVEL:.0%} CI of the mean {side} {shown}"
+    if found is None:
+        return Claim(code, statement, f"{what}: undefined in every seed {list(seeds)}",
+                     "inconclusive", rule)
     return Claim(code, statement,
-                 f"{what}: {mean_spread(better_a, percent=percent)} vs "
-                 f"{mean_spread(worse_a, percent=percent)}; "
-                 f"difference {mean_spread(diff, percent=percent)} (seeds {list(seeds)})",
-                 bool(diff.mean() > 0 and diff.mean() > sem),
-                 "mean paired difference > 0 and > its standard error")
+                 f"{what}: {mean_spread(array, percent=percent)}; margin over {shown} "
+                 f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
+                 found.verdict, rule)
+
+
+def all_of(code: str, statement: str, parts: Sequence[Claim]) -> Claim:
+    """A claim made of several that must all hold: it holds when every part holds, is
+    contradicted when any part is, and is inconclusive otherwise."""
+    return _combined(code, statement, parts, "all")
+
+
+def any_of(code: str, statement: str, parts: Sequence[Claim]) -> Claim:
+    """A claim that holds when any part holds and is contradicted when every part is."""
+    return _combined(code, statement, parts, "any")
+
+
+def _combined(code: str, statement: str, parts: Sequence[Claim], how: str) -> Claim:
+    if not parts:
+        raise TlabError(f"claim {code} needs at least one part")
+    verdicts = [p.verdict for p in parts]
+    if how == "all":
+        verdict = ("holds" if all(v == "holds" for v in verdicts) else
+                   "contradicted" if "contradicted" in verdicts else None)
+    else:
+        verdict = ("holds" if "holds" in verdicts else
+                   "contradicted" if all(v == "contradicted" for v in verdicts) else None)
+    if verdict is None:
+        verdict = TOO_FEW if TOO_FEW in verdicts else "inconclusive"
+    join = " and " if how == "all" else " or "
+    return Claim(code, statement, "; ".join(f"({i}) {p.measured}" for i, p in
+                                            enumerate(parts, 1)),
+                 verdict, join.join(f"({i}) {p.rule}: {p.verdict}" for i, p in
+                                    enumerate(parts, 1)))

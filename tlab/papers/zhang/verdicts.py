@@ -4,7 +4,7 @@ verdict computed from the cached evaluations of :class:`tlab.papers.zhang.lab.La
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -42,6 +42,12 @@ def claims(lab: Lab, codes: Sequence[str] = ("Z1", "Z2", "Z3", "Z4", "Z6")) -> l
                 out.append(paired_claim(
                     "Z2", f"{name} white-box FGSM accuracy > Scratch at eps {eps * 255:g}/255",
                     ft("wb", eps), scratch("wb", eps), what="white-box accuracy", seeds=seeds))
+            if hi > lo:
+                out.append(paired_claim(
+                    "Z2", f"{name}'s white-box advantage over Scratch grows with eps "
+                    f"(eps {hi * 255:g}/255 vs {lo * 255:g}/255; Sec. 5.1: more so at large eps)",
+                    _gap(ft, scratch, hi), _gap(ft, scratch, lo),
+                    what="FT - Scratch white-box accuracy", seeds=seeds))
         if "Z3" in codes:
             out.append(_drop_claim(lab, "FT", k, lo, hi))
         if "Z4" in codes:
@@ -57,6 +63,12 @@ def claims(lab: Lab, codes: Sequence[str] = ("Z1", "Z2", "Z3", "Z4", "Z6")) -> l
     if s.common and "Z4" in codes:
         out.extend(_gamma_claim(lab, "CommonInit", 0, eps) for eps in big)
     return out
+
+
+def _gap(ft: Callable[..., list[float]], scratch: Callable[..., list[float]], eps: float
+         ) -> list[float]:
+    """Per seed: FT's white-box accuracy minus Scratch's at ``eps``."""
+    return [f - r for f, r in zip(ft("wb", eps), scratch("wb", eps), strict=True)]
 
 
 def _mean_norms(lab: Lab, role: str, frozen: int = 0) -> list[float]:
@@ -86,7 +98,8 @@ def _gamma_claim(lab: Lab, role: str, frozen: int, eps: float) -> Claim:
     undefined = sum(not np.isfinite(g) for g in mine + theirs)
     if undefined:
         return Claim("Z4", statement, f"gamma undefined in {undefined} case(s): white-box "
-                     "accuracy 0, nothing left to compare", False, "needs white-box accuracy > 0")
+                     "accuracy 0, nothing left to compare", "inconclusive",
+                     "needs white-box accuracy > 0")
     claim = paired_claim(
         "Z4", statement, theirs, mine, what="gamma, Scratch vs this model",
         seeds=list(lab.setup.seeds), percent=False)
