@@ -100,12 +100,12 @@ def test_evaluation_matches_tlab_metrics_and_is_cached(tiny, monkeypatch):
     model, substitute = lab.entry(network).model, lab.substitute().model
     x, y = tiny.eval_set().tensors("cpu")
     for attack in ("fgsm", "pgd"):
-        expected = blackbox_accuracy(substitute, model, x, y, davchev._attack(attack, tiny.eps))
+        expected = blackbox_accuracy(substitute, model, x, y, davchev.lab._attack(attack, tiny.eps))
         assert row[f"BB-{attack.upper()}"][0] == pytest.approx(expected.adversarial_accuracy_all)
     leak = lab.leaking(Network("fgsm", fgsm_labels="true"))
     assert set(leak) == {"clean", "fgsm_true_labels", "fgsm_predicted_labels", "pgd_true_labels"}
     assert all(0 <= v <= 1 for v in leak.values())
-    monkeypatch.setattr(davchev, "get_or_train", lambda *a, **k: pytest.fail("not cached"))
+    monkeypatch.setattr(davchev.lab, "get_or_train", lambda *a, **k: pytest.fail("not cached"))
     assert lab.row(network) == row and lab.leaking(Network("fgsm", fgsm_labels="true")) == leak
 
 

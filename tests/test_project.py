@@ -78,3 +78,18 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     command = "pip install -r requirements-dev.txt -e . && python -m pytest"
     assert command in readme and command in (ROOT / ".ci/run").read_text()
+
+
+@pytest.mark.parametrize("info", available_notebooks(), ids=lambda i: i.name)
+def test_notebooks_hold_narrative_and_thin_calls(info):
+    """Figures, caches and checks live in the package; a notebook's own functions stay short
+    (a panel's render call, an exercise)."""
+    import ast
+
+    nb = nbformat.read(info.path, as_version=4)
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 13, f"{node.name} is {length} lines: move it into tlab/"
+        assert "cached_tensors(" not in cell.source and "cached_result(" not in cell.source

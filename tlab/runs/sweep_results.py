@@ -87,32 +87,32 @@ def summary_figures(table) -> list:
     """One plotly figure per recorded metric and varied parameter: the metric against the
     parameter, one line per combination of the other varied parameters. Parameters with fewer
     than two values among the finished points give no figure."""
+    done = table[(table["status"] == "ok") & table["metric"].notna()]
+    varied = _varied(done)
+    return [metric_figure(done, metric, x, [n for n in varied if n != x])
+            for metric in dict.fromkeys(done["metric"]) for x in varied
+            if done[(done["metric"] == metric) & done[x].notna()][x].nunique() >= 2]
+
+
+def metric_figure(table, metric: str, x: str, others: list[str]):
+    """``metric`` against parameter ``x`` over the finished points of ``table``, one line per
+    combination of the ``others`` parameters (notebook 12's panel, the sweep's summary)."""
     import pandas as pd
     import plotly.graph_objects as go
 
-    done = table[(table["status"] == "ok") & table["metric"].notna()]
-    varied = _varied(done)
-    figures = []
-    for metric in dict.fromkeys(done["metric"]):
-        rows = done[done["metric"] == metric]
-        for x in varied:
-            others = [n for n in varied if n != x]
-            present = rows[rows[x].notna()]
-            if present[x].nunique() < 2:
-                continue
-            fig = go.Figure()
-            groups = present.groupby(others, dropna=False, sort=True) if others else [((), present)]
-            for key, group in groups:
-                key = key if isinstance(key, tuple) else (key,)
-                label = ", ".join(f"{n}={'?' if pd.isna(v) else v}"
-                                  for n, v in zip(others, key, strict=True)) or metric
-                group = group.sort_values(x, key=lambda col: col.map(_sort_key))
-                fig.add_trace(go.Scatter(x=group[x].tolist(), y=group["value"].tolist(),
-                                         mode="lines+markers", name=label))
-            fig.update_layout(title=f"{metric} vs {x}", xaxis_title=x, yaxis_title=metric,
-                              height=380, margin=dict(l=50, r=20, t=50, b=40))
-            figures.append(fig)
-    return figures
+    rows = table[(table["metric"] == metric) & table[x].notna()]
+    fig = go.Figure()
+    groups = rows.groupby(others, dropna=False, sort=True) if others else [((), rows)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{n}={'?' if pd.isna(v) else v}"
+                          for n, v in zip(others, key, strict=True)) or metric
+        group = group.sort_values(x, key=lambda col: col.map(_sort_key))
+        fig.add_trace(go.Scatter(x=group[x].tolist(), y=group["value"].tolist(),
+                                 mode="lines+markers", name=label))
+    fig.update_layout(title=f"{metric} vs {x}", xaxis_title=x, yaxis_title=metric,
+                      height=380, margin=dict(l=50, r=20, t=50, b=40))
+    return fig
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

@@ -36,7 +36,7 @@ from tlab.papers.wang.defending import (
     lab_training_set,
     neuron_distance_table,
 )
-from tlab.papers.wang.figures import gini_heatmap, layer_figure
+from tlab.papers.wang.figures import defences_figure, gini_heatmap, layer_figure
 from tlab.papers.wang.fingerprinting import (
     CANDIDATES,
     candidate_specs,
@@ -85,6 +85,7 @@ __all__ = [
     "convergence",
     "crafted",
     "crafted_untargeted",
+    "defences_figure",
     "dropout_table",
     "ensemble_table",
     "feature_scale",

@@ -63,3 +63,20 @@ def gini_heatmap(table: Mapping[str, Any], *, title: str = "") -> go.Figure:
                       xaxis_title="student (built from ...)", yaxis_title="candidate teacher",
                       yaxis_autorange="reversed", height=120 + 70 * len(z), width=820)
     return fig
+
+
+def defences_figure(dropout: Mapping[str, Any], distance: Mapping[str, Any]) -> go.Figure:
+    """Notebook 11 (Sec. 6.1-6.2): the deep-layer student under input dropout with a vote (a
+    row of :func:`tlab.papers.wang.dropout_table`) beside neuron-distance retraining (a row of
+    :func:`tlab.papers.wang.neuron_distance_table`)."""
+    fig = go.Figure([
+        go.Bar(name=f"input dropout {dropout['ratio']:g} + vote",
+               x=["clean accuracy", "targeted success", "non-targeted success"],
+               y=[100 * dropout["accuracy"], 100 * dropout["targeted"],
+                  100 * dropout["untargeted"]]),
+        go.Bar(name=f"neuron distance, threshold {distance['threshold']:g}",
+               x=["clean accuracy", "targeted success", "fingerprint Gini (x100)"],
+               y=[100 * distance["accuracy"], 100 * distance["success"],
+                  100 * distance["gini"]])])
+    return fig.update_layout(barmode="group", yaxis_title="%", yaxis_range=[0, 105], height=400,
+                             title="Two defenses of the deep-layer student")

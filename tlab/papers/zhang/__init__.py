@@ -3,6 +3,7 @@ preset and the lab of cached evaluations (:mod:`~tlab.papers.zhang.lab`), the cl
 (:mod:`~tlab.papers.zhang.verdicts`) and the ablations of Sec. 6
 (:mod:`~tlab.papers.zhang.ablations`, notebook 05)."""
 
+from tlab.papers.evaluate import eps_index
 from tlab.papers.zhang.lab import (
     DEFAULT_COMMON,
     DEFAULT_SOURCE,
@@ -39,6 +40,7 @@ __all__ = [
     "Setup",
     "ablation_claims",
     "claims",
+    "eps_index",
     "paper_eps_to_pixels",
     "role_label",
     "setup",
