@@ -2,6 +2,7 @@
 keys (file names under zoo/, results/, embedded/) each run wrote. Usage:
     python studies/compare_records.py OUT_BEFORE OUT_AFTER DATA_BEFORE DATA_AFTER
 """
+
 import json
 import sys
 from pathlib import Path
@@ -24,8 +25,12 @@ for rec in sorted(before.glob("*/record.json")):
 for sub in ("zoo", "results", "embedded"):
     fb = {p.name for p in (data_b / sub).glob("*") if not p.name.endswith(".lock")}
     fa = {p.name for p in (data_a / sub).glob("*") if not p.name.endswith(".lock")}
-    extra = "" if fb == fa else (f"; only before: {sorted(fb - fa)[:4]}; "
-                                 f"only after: {sorted(fa - fb)[:4]}")
-    print(f"{sub}: {len(fb)} files before, {len(fa)} after, {len(fb & fa)} with the same name"
-          + extra)
+    extra = (
+        ""
+        if fb == fa
+        else (f"; only before: {sorted(fb - fa)[:4]}; only after: {sorted(fa - fb)[:4]}")
+    )
+    print(
+        f"{sub}: {len(fb)} files before, {len(fa)} after, {len(fb & fa)} with the same name" + extra
+    )
 print(f"records: {same} identical, {diff} different")

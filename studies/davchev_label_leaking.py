@@ -32,21 +32,27 @@ def main() -> None:
     args = parser.parse_args()
     base = davchev.setup(args.preset)
     network = davchev.Network("fgsm", fgsm_labels="true")
-    print(f"{network.label(base.depth)} on {base.target_domain} ({base.target_n} images, batch "
-          f"{base.batch_size}), eps {base.eps * 255:.0f}/255, accuracy on all "
-          f"{base.eval_n} evaluation images")
-    print(f"{'epochs':>6} {'seed':>4} {'clean':>6} {'FGSM-true':>9} {'FGSM-pred':>9} "
-          f"{'true-pred':>9} {'error':>6} {'PGD':>6} {'seconds':>7}")
+    print(
+        f"{network.label(base.depth)} on {base.target_domain} ({base.target_n} images, batch "
+        f"{base.batch_size}), eps {base.eps * 255:.0f}/255, accuracy on all "
+        f"{base.eval_n} evaluation images"
+    )
+    print(
+        f"{'epochs':>6} {'seed':>4} {'clean':>6} {'FGSM-true':>9} {'FGSM-pred':>9} "
+        f"{'true-pred':>9} {'error':>6} {'PGD':>6} {'seconds':>7}"
+    )
     for epochs in args.epochs:
         s = dataclasses.replace(base, target_epochs=epochs)
         for seed in args.seeds:
             start = time.perf_counter()
             r = davchev.label_leaking(davchev.network_spec(s, network, seed), s)
             gap = r["fgsm_true_labels"] - r["fgsm_predicted_labels"]
-            print(f"{epochs:6d} {seed:4d} {100 * r['clean']:6.1f} "
-                  f"{100 * r['fgsm_true_labels']:9.1f} {100 * r['fgsm_predicted_labels']:9.1f} "
-                  f"{100 * gap:+9.1f} {100 * (1 - r['clean']):6.1f} "
-                  f"{100 * r['pgd_true_labels']:6.1f} {time.perf_counter() - start:7.1f}")
+            print(
+                f"{epochs:6d} {seed:4d} {100 * r['clean']:6.1f} "
+                f"{100 * r['fgsm_true_labels']:9.1f} {100 * r['fgsm_predicted_labels']:9.1f} "
+                f"{100 * gap:+9.1f} {100 * (1 - r['clean']):6.1f} "
+                f"{100 * r['pgd_true_labels']:6.1f} {time.perf_counter() - start:7.1f}"
+            )
 
 
 if __name__ == "__main__":

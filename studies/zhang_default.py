@@ -72,11 +72,13 @@ SETUPS: dict[str, tuple[str, str, str | None]] = {
     "syn2digits": ("syndigits", "digits", "letters"),
     "syngrey2digits": ("syndigits:colour=false", "digits", "letters:colour=false"),
     # SVHN -> MNIST-like: colour rendered digits -> grey rendered digits (other fonts draw)
-    "syn2syngrey": ("syndigits", "syndigits:colour=false,seed=1,n_test=1000",
-                    "letters"),
+    "syn2syngrey": ("syndigits", "syndigits:colour=false,seed=1,n_test=1000", "letters"),
     # same style, other draw: the "more similar source" end of Zhang's Fig. 8
-    "syngrey2syngrey": ("syndigits:colour=false", "syndigits:colour=false,seed=1,n_test=1000",
-                        "letters:colour=false"),
+    "syngrey2syngrey": (
+        "syndigits:colour=false",
+        "syndigits:colour=false,seed=1,n_test=1000",
+        "letters:colour=false",
+    ),
 }
 
 
@@ -103,23 +105,47 @@ class Setup:
         b_name, b_params = parse_domain(self.target)
         cfg_a = replace(self.train_a, seed=seed)
         cfg_b = replace(self.train_b, seed=seed)
-        spec_a = ModelSpec(domain=a_name, domain_params=a_params, arch=self.arch, n=self.n_a,
-                           subset_seed=seed, train=cfg_a)
-        b = dict(domain=b_name, domain_params=b_params, arch=self.arch, n=self.n_b,
-                 subset_seed=seed, train=cfg_b)
+        spec_a = ModelSpec(
+            domain=a_name,
+            domain_params=a_params,
+            arch=self.arch,
+            n=self.n_a,
+            subset_seed=seed,
+            train=cfg_a,
+        )
+        b = dict(
+            domain=b_name,
+            domain_params=b_params,
+            arch=self.arch,
+            n=self.n_b,
+            subset_seed=seed,
+            train=cfg_b,
+        )
         out = {"A": spec_a, "Scratch": ModelSpec(**b)}
         for k in self.frozen:
             out[f"FT-{k}"] = ModelSpec(**b, strategy="finetune", source=spec_a, frozen=k)
         if self.common is not None:
             c_name, c_params = parse_domain(self.common)
             c_seed = seed if self.c_seed is None else self.c_seed
-            spec_c = ModelSpec(domain=c_name, domain_params=c_params, arch=self.arch,
-                               n=self.n_c, subset_seed=c_seed,
-                               train=replace(self.train_a, seed=c_seed))
+            spec_c = ModelSpec(
+                domain=c_name,
+                domain_params=c_params,
+                arch=self.arch,
+                n=self.n_c,
+                subset_seed=c_seed,
+                train=replace(self.train_a, seed=c_seed),
+            )
             out["C"] = spec_c
-            out["A_ci"] = ModelSpec(domain=a_name, domain_params=a_params, arch=self.arch,
-                                    n=self.n_a, subset_seed=seed, train=cfg_a,
-                                    strategy="commoninit", source=spec_c)
+            out["A_ci"] = ModelSpec(
+                domain=a_name,
+                domain_params=a_params,
+                arch=self.arch,
+                n=self.n_a,
+                subset_seed=seed,
+                train=cfg_a,
+                strategy="commoninit",
+                source=spec_c,
+            )
             out["CommonInit"] = ModelSpec(**b, strategy="commoninit", source=spec_c)
         return out
 
@@ -146,8 +172,9 @@ class Evaluator:
             self._crafted[(key, eps)] = fgsm(model, self.x, self.y, eps=eps, batch_size=500)
         return self._crafted[(key, eps)]
 
-    def evaluate(self, key: str, model: torch.nn.Module,
-                 attackers: dict[str, tuple[str, torch.nn.Module]]) -> dict[str, Any]:
+    def evaluate(
+        self, key: str, model: torch.nn.Module, attackers: dict[str, tuple[str, torch.nn.Module]]
+    ) -> dict[str, Any]:
         """Clean, white-box and black-box (one per attacker) accuracies, gamma, grad norms."""
         correct = predict(model, self.x) == self.y
         n_correct = int(correct.sum())
@@ -157,7 +184,9 @@ class Evaluator:
             white = predict(model, self.crafted(key, model, eps)[correct]) == self.y[correct]
             row[f"wb@{tag}"] = float(white.float().mean())
             for name, (a_key, a_model) in attackers.items():
-                black = predict(model, self.crafted(a_key, a_model, eps)[correct]) == self.y[correct]
+                black = (
+                    predict(model, self.crafted(a_key, a_model, eps)[correct]) == self.y[correct]
+                )
                 row[f"{name}@{tag}"] = float(black.float().mean())
             if "bb" in attackers:
                 row[f"gamma@{tag}"] = gamma(row[f"bb@{tag}"], row[f"wb@{tag}"])
@@ -167,8 +196,9 @@ class Evaluator:
         return row
 
 
-def run_seed(setup: Setup, seed: int, next_seed: int | None, *, progress: bool
-             ) -> list[dict[str, Any]]:
+def run_seed(
+    setup: Setup, seed: int, next_seed: int | None, *, progress: bool
+) -> list[dict[str, Any]]:
     """Train (or load) every model of one seed and evaluate the B models."""
     specs = setup.specs(seed)
     models, times = {}, {}
@@ -177,9 +207,14 @@ def run_seed(setup: Setup, seed: int, next_seed: int | None, *, progress: bool
         entry = get_or_train(spec, device="cpu", progress=progress)
         models[role] = (entry.key, entry.model)
         metrics = entry.meta["metrics"]
-        times[role] = {"wall_s": time.perf_counter() - start, "cached": entry.from_cache,
-                       "train_s": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
-                       "best_epoch": metrics["best_epoch"], "test_acc": metrics["test_accuracy"]}
+        times[role] = {
+            "wall_s": time.perf_counter() - start,
+            "cached": entry.from_cache,
+            "train_s": metrics["train_seconds"],
+            "epochs_run": metrics["epochs_run"],
+            "best_epoch": metrics["best_epoch"],
+            "test_acc": metrics["test_accuracy"],
+        }
     other_a = None
     if next_seed is not None:
         spec = setup.specs(next_seed)["A"]
@@ -188,8 +223,9 @@ def run_seed(setup: Setup, seed: int, next_seed: int | None, *, progress: bool
     b_name, b_params = parse_domain(setup.target)
     test = load_domain(b_name, **b_params).test
     ev = Evaluator(test.floats(), test.labels, setup.eps)
-    rows = [{"seed": seed, "model": role, **times[role]} for role in ("A", "C", "A_ci")
-            if role in specs]
+    rows = [
+        {"seed": seed, "model": role, **times[role]} for role in ("A", "C", "A_ci") if role in specs
+    ]
     roles = ["A"] + [r for r in specs if r not in ("A", "C", "A_ci")]  # "A" = A on B
     for role in roles:
         attackers = {"bb": models[attacker_of(role)]}
@@ -198,8 +234,15 @@ def run_seed(setup: Setup, seed: int, next_seed: int | None, *, progress: bool
         start = time.perf_counter()
         row = ev.evaluate(models[role][0], models[role][1], attackers)
         info = {} if role == "A" else times[role]  # A's training record is in its own row
-        rows.append({"seed": seed, "model": "A on B" if role == "A" else role, **info,
-                     **row, "eval_s": time.perf_counter() - start})
+        rows.append(
+            {
+                "seed": seed,
+                "model": "A on B" if role == "A" else role,
+                **info,
+                **row,
+                "eval_s": time.perf_counter() - start,
+            }
+        )
     return rows
 
 
@@ -221,8 +264,13 @@ def by_model(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def print_table(title: str, groups: dict[str, list[dict[str, Any]]], columns: list[str],
-                scale: float = 100.0, digits: int = 1) -> None:
+def print_table(
+    title: str,
+    groups: dict[str, list[dict[str, Any]]],
+    columns: list[str],
+    scale: float = 100.0,
+    digits: int = 1,
+) -> None:
     print(f"\n{title}")
     width = max(len(m) for m in groups) + 2
     print(" " * width + "".join(f"{c:>14s}" for c in columns))
@@ -233,8 +281,7 @@ def print_table(title: str, groups: dict[str, list[dict[str, Any]]], columns: li
         print(f"{model:<{width}s}" + "".join(f"{c:>14s}" for c in cells))
 
 
-def paired(groups: dict[str, list[dict[str, Any]]], a: str, b: str, column: str
-           ) -> np.ndarray:
+def paired(groups: dict[str, list[dict[str, Any]]], a: str, b: str, column: str) -> np.ndarray:
     """Per-seed differences ``a[column] - b[column]`` (seeds matched)."""
     left = {r["seed"]: r[column] for r in groups[a]}
     right = {r["seed"]: r[column] for r in groups[b]}
@@ -252,7 +299,9 @@ def verdict(diffs: np.ndarray, scale: float = 100.0, unit: str = "pts") -> str:
     agree = int((diffs > 0).sum())
     label = "holds" if agree == len(diffs) else "reversed" if agree == 0 else "mixed"
     digits = 1 if scale == 100.0 else 3
-    return f"{label} ({agree}/{len(diffs)} seeds; diff {mean_std(list(diffs), scale, digits)} {unit})"
+    return (
+        f"{label} ({agree}/{len(diffs)} seeds; diff {mean_std(list(diffs), scale, digits)} {unit})"
+    )
 
 
 def report_claims(groups: dict[str, list[dict[str, Any]]], eps: tuple[float, ...]) -> None:
@@ -265,23 +314,30 @@ def report_claims(groups: dict[str, list[dict[str, Any]]], eps: tuple[float, ...
         if ft.startswith("FT-"):
             print(f"  Z1 clean {ft} > Scratch: {verdict(paired(groups, ft, 'Scratch', 'clean'))}")
             for t in big:
-                print(f"  Z2 WB@{t}/255 {ft} > Scratch: "
-                      f"{verdict(paired(groups, ft, 'Scratch', f'wb@{t}'))}")
+                print(
+                    f"  Z2 WB@{t}/255 {ft} > Scratch: "
+                    f"{verdict(paired(groups, ft, 'Scratch', f'wb@{t}'))}"
+                )
             gaps = [paired(groups, ft, "Scratch", f"wb@{t}").mean() * 100 for t in tags]
             peak = tags[int(np.argmax(gaps))]
-            print(f"  Z2 WB gap {ft} - Scratch by eps: "
-                  + ", ".join(f"{t}/255: {g:+.1f}" for t, g in zip(tags, gaps))
-                  + f" pts (largest at {peak}/255)")
+            print(
+                f"  Z2 WB gap {ft} - Scratch by eps: "
+                + ", ".join(f"{t}/255: {g:+.1f}" for t, g in zip(tags, gaps))
+                + f" pts (largest at {peak}/255)"
+            )
         if len(tags) > 1:
-            print(f"  Z3 BB drop {lo}->{hi} {ft} > Scratch: "
-                  f"{verdict(bb_drop(groups[ft], lo, hi) - bb_drop(groups['Scratch'], lo, hi))}")
-        print(f"  Z3 BB@{hi} Scratch > {ft}: "
-              f"{verdict(paired(groups, 'Scratch', ft, f'bb@{hi}'))}")
+            print(
+                f"  Z3 BB drop {lo}->{hi} {ft} > Scratch: "
+                f"{verdict(bb_drop(groups[ft], lo, hi) - bb_drop(groups['Scratch'], lo, hi))}"
+            )
+        print(f"  Z3 BB@{hi} Scratch > {ft}: {verdict(paired(groups, 'Scratch', ft, f'bb@{hi}'))}")
         for t in big:
             g = paired(groups, "Scratch", ft, f"gamma@{t}")
             neg = sum(r[f"gamma@{t}"] < 0 for r in groups[ft])
-            print(f"  Z4 gamma@{t} {ft} < Scratch: {verdict(g, 1.0, '')}; "
-                  f"gamma<0 in {neg}/{len(groups[ft])} seeds")
+            print(
+                f"  Z4 gamma@{t} {ft} < Scratch: {verdict(g, 1.0, '')}; "
+                f"gamma<0 in {neg}/{len(groups[ft])} seeds"
+            )
         if ft.startswith("FT-"):
             g = paired(groups, "Scratch", ft, "grad_mean")
             print(f"  Z6 grad norm {ft} < Scratch: {verdict(g, 1.0, '')}")
@@ -297,27 +353,46 @@ def report_nb(results: dict[int, dict[str, list[dict[str, Any]]]], eps_tag: str)
                 continue
             clean = paired(groups, ft, "Scratch", "clean")
             white = paired(groups, ft, "Scratch", f"wb@{eps_tag}")
-            print(f"  {ft:6s} n_B={n_b:5d}: clean {mean_std(list(clean))}  "
-                  f"WB {mean_std(list(white))}")
+            print(
+                f"  {ft:6s} n_B={n_b:5d}: clean {mean_std(list(clean))}  WB {mean_std(list(white))}"
+            )
 
 
 def report(rows: list[dict[str, Any]], setup: Setup) -> None:
     groups = by_model(rows)
     tags = [f"{e * 255:g}" for e in setup.eps]
-    print(f"\n=== A={setup.source} -> B={setup.target}  C={setup.common}  n_A={setup.n_a} "
-          f"n_B={setup.n_b} seeds={sorted({r['seed'] for r in rows})}")
+    print(
+        f"\n=== A={setup.source} -> B={setup.target}  C={setup.common}  n_A={setup.n_a} "
+        f"n_B={setup.n_b} seeds={sorted({r['seed'] for r in rows})}"
+    )
     print_table("test accuracy of every model (%)", groups, ["test_acc"])
     b_groups = {m: g for m, g in groups.items() if "clean" in g[0]}
-    print_table("white-box FGSM adversarial accuracy (%), eps x 255 in [0,1] units",
-                b_groups, ["clean"] + [f"wb@{t}" for t in tags])
+    print_table(
+        "white-box FGSM adversarial accuracy (%), eps x 255 in [0,1] units",
+        b_groups,
+        ["clean"] + [f"wb@{t}" for t in tags],
+    )
     print_table("black-box FGSM from the model's A (%)", b_groups, [f"bb@{t}" for t in tags])
-    print_table("black-box control: FT attacked by another seed's A (%)", b_groups,
-                [f"bb_other@{t}" for t in tags])
+    print_table(
+        "black-box control: FT attacked by another seed's A (%)",
+        b_groups,
+        [f"bb_other@{t}" for t in tags],
+    )
     print_table("gamma = (a_b - a_w) / a_w", b_groups, [f"gamma@{t}" for t in tags], 1.0, 2)
-    print_table("input-gradient norm ||grad_x CE||_2 (mean, median)", b_groups,
-                ["grad_mean", "grad_median"], 1.0, 3)
-    print_table("training: epochs run, best epoch, train seconds", groups,
-                ["epochs_run", "best_epoch", "train_s"], 1.0, 0)
+    print_table(
+        "input-gradient norm ||grad_x CE||_2 (mean, median)",
+        b_groups,
+        ["grad_mean", "grad_median"],
+        1.0,
+        3,
+    )
+    print_table(
+        "training: epochs run, best epoch, train seconds",
+        groups,
+        ["epochs_run", "best_epoch", "train_s"],
+        1.0,
+        0,
+    )
     report_claims(b_groups, setup.eps)
 
 
@@ -325,40 +400,73 @@ def report(rows: list[dict[str, Any]], setup: Setup) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--setup", choices=sorted(SETUPS), default="syn2syngrey",
-                   help="named domains (A, B, C); --source/--target/--common override")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--setup",
+        choices=sorted(SETUPS),
+        default="syn2syngrey",
+        help="named domains (A, B, C); --source/--target/--common override",
+    )
     p.add_argument("--source", help="domain A, e.g. 'syndigits:colour=false'")
     p.add_argument("--target", help="domain B, e.g. 'digits'")
     p.add_argument("--common", help="domain C for CommonInit, or 'none'")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-a", type=int, default=3000, help="images of A (and of A for A_ci)")
     p.add_argument("--n-c", type=int, default=3000, help="images of C")
-    p.add_argument("--c-seed", type=int,
-                   help="train one C with this seed for every seed (a shared public model); "
-                        "default: one C per seed")
+    p.add_argument(
+        "--c-seed",
+        type=int,
+        help="train one C with this seed for every seed (a shared public model); "
+        "default: one C per seed",
+    )
     p.add_argument("--n-b", type=int, nargs="+", default=[100], help="one or more n_B (Z5)")
-    p.add_argument("--frozen", type=int, nargs="+", default=[0, 4],
-                   help="frozen leading stages of the FT models (DTN has 4)")
-    p.add_argument("--eps", type=float, nargs="+", default=[e * 255 for e in DEFAULT_EPS],
-                   help="FGSM budgets x 255, in [0, 1] pixel units")
+    p.add_argument(
+        "--frozen",
+        type=int,
+        nargs="+",
+        default=[0, 4],
+        help="frozen leading stages of the FT models (DTN has 4)",
+    )
+    p.add_argument(
+        "--eps",
+        type=float,
+        nargs="+",
+        default=[e * 255 for e in DEFAULT_EPS],
+        help="FGSM budgets x 255, in [0, 1] pixel units",
+    )
     for who, epochs, patience, batch in (("a", 10, 3, 128), ("b", 60, 15, 32)):
         p.add_argument(f"--{who}-epochs", type=int, default=epochs)
-        p.add_argument(f"--{who}-patience", type=int, default=patience,
-                       help="early-stopping patience in epochs (0 = none)")
+        p.add_argument(
+            f"--{who}-patience",
+            type=int,
+            default=patience,
+            help="early-stopping patience in epochs (0 = none)",
+        )
         p.add_argument(f"--{who}-batch", type=int, default=batch)
         p.add_argument(f"--{who}-optimizer", choices=["adam", "sgd"], default="adam")
         p.add_argument(f"--{who}-lr", type=float, default=1e-3)
         p.add_argument(f"--{who}-weight-decay", type=float, default=0.0)
-        p.add_argument(f"--{who}-val", type=float, default=0.1,
-                       help="validation fraction for early stopping (0 = keep last epoch)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (1 was fastest on the shared 2-core machine)")
+        p.add_argument(
+            f"--{who}-val",
+            type=float,
+            default=0.1,
+            help="validation fraction for early stopping (0 = keep last epoch)",
+        )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 was fastest on the shared 2-core machine)",
+    )
     p.add_argument("--out", type=Path, help="append one JSON line per model to this file")
-    p.add_argument("--from-jsonl", type=Path,
-                   help="only print the tables of the runs recorded in this --out file "
-                        "(rows of one configuration from several runs are pooled by seed)")
+    p.add_argument(
+        "--from-jsonl",
+        type=Path,
+        help="only print the tables of the runs recorded in this --out file "
+        "(rows of one configuration from several runs are pooled by seed)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -370,14 +478,29 @@ def _classes(text: str) -> tuple[str, ...]:
 
 def train_config(args: argparse.Namespace, who: str) -> TrainConfig:
     get = lambda name: getattr(args, f"{who}_{name}")
-    return TrainConfig(epochs=get("epochs"), batch_size=get("batch"), optimizer=get("optimizer"),
-                       lr=get("lr"), weight_decay=get("weight_decay"),
-                       patience=get("patience") or None, val_fraction=get("val"))
+    return TrainConfig(
+        epochs=get("epochs"),
+        batch_size=get("batch"),
+        optimizer=get("optimizer"),
+        lr=get("lr"),
+        weight_decay=get("weight_decay"),
+        patience=get("patience") or None,
+        val_fraction=get("val"),
+    )
 
 
 #: Command-line options that do not change the models or the evaluation.
-_NOT_CONFIG = ("seeds", "out", "quiet", "threads", "from_jsonl", "setup", "source", "target",
-               "common")
+_NOT_CONFIG = (
+    "seeds",
+    "out",
+    "quiet",
+    "threads",
+    "from_jsonl",
+    "setup",
+    "source",
+    "target",
+    "common",
+)
 
 
 def report_recorded(path: Path) -> None:
@@ -386,17 +509,26 @@ def report_recorded(path: Path) -> None:
     for line in path.read_text().splitlines():
         row = json.loads(line)
         config = {k: v for k, v in row["args"].items() if k not in _NOT_CONFIG}
-        config.update(source=row["source"], target=row["target"], common=row["common"],
-                      n_b=row["n_b"])
+        config.update(
+            source=row["source"], target=row["target"], common=row["common"], n_b=row["n_b"]
+        )
         configs.setdefault(json.dumps(config, sort_keys=True), []).append(row)
     for text, rows in configs.items():
         config = json.loads(text)
         args = argparse.Namespace(**config)
-        setup = Setup(source=config["source"], target=config["target"], common=config["common"],
-                      n_a=config["n_a"], n_c=config["n_c"], n_b=config["n_b"],
-                      frozen=tuple(config["frozen"]), train_a=train_config(args, "a"),
-                      train_b=train_config(args, "b"), eps=tuple(e / 255 for e in config["eps"]),
-                      c_seed=config.get("c_seed"))
+        setup = Setup(
+            source=config["source"],
+            target=config["target"],
+            common=config["common"],
+            n_a=config["n_a"],
+            n_c=config["n_c"],
+            n_b=config["n_b"],
+            frozen=tuple(config["frozen"]),
+            train_a=train_config(args, "a"),
+            train_b=train_config(args, "b"),
+            eps=tuple(e / 255 for e in config["eps"]),
+            c_seed=config.get("c_seed"),
+        )
         unique = {(r["seed"], r["model"]): r for r in rows}  # a rerun replaces a seed's row
         print(f"\n# options: {text}")
         report(list(unique.values()), setup)
@@ -415,36 +547,59 @@ def main(argv: list[str] | None = None) -> int:
         common = None if args.common == "none" else args.common
     eps = tuple(e / 255 for e in args.eps)
     if _classes(source) != _classes(target):
-        raise SystemExit("domains A and B must share their classes: the black-box attack feeds "
-                         "A's examples to B and compares labels (Zhang et al. 2020, Sec. 3.4.2)")
+        raise SystemExit(
+            "domains A and B must share their classes: the black-box attack feeds "
+            "A's examples to B and compares labels (Zhang et al. 2020, Sec. 3.4.2)"
+        )
     per_nb: dict[int, dict[str, list[dict[str, Any]]]] = {}
     start_all = time.perf_counter()
     for n_b in args.n_b:
-        setup = Setup(source=source, target=target, common=common, n_a=args.n_a, n_c=args.n_c,
-                      n_b=n_b, frozen=tuple(args.frozen), train_a=train_config(args, "a"),
-                      train_b=train_config(args, "b"), eps=eps,
-                      c_seed=args.c_seed)
+        setup = Setup(
+            source=source,
+            target=target,
+            common=common,
+            n_a=args.n_a,
+            n_c=args.n_c,
+            n_b=n_b,
+            frozen=tuple(args.frozen),
+            train_a=train_config(args, "a"),
+            train_b=train_config(args, "b"),
+            eps=eps,
+            c_seed=args.c_seed,
+        )
         rows = []
         for i, seed in enumerate(args.seeds):
             next_seed = args.seeds[(i + 1) % len(args.seeds)] if len(args.seeds) > 1 else None
             start = time.perf_counter()
             seed_rows = run_seed(setup, seed, next_seed, progress=not args.quiet)
-            print(f"[n_B={n_b} seed {seed}: {time.perf_counter() - start:.0f} s]",
-                  file=sys.stderr)
+            print(f"[n_B={n_b} seed {seed}: {time.perf_counter() - start:.0f} s]", file=sys.stderr)
             rows += seed_rows
             if args.out is not None:
                 with args.out.open("a") as handle:
                     for row in seed_rows:
-                        handle.write(json.dumps({"source": source, "target": target,
-                                                 "common": common, "n_a": args.n_a,
-                                                 "n_b": n_b, "args": vars(args), **row},
-                                                default=str) + "\n")
+                        handle.write(
+                            json.dumps(
+                                {
+                                    "source": source,
+                                    "target": target,
+                                    "common": common,
+                                    "n_a": args.n_a,
+                                    "n_b": n_b,
+                                    "args": vars(args),
+                                    **row,
+                                },
+                                default=str,
+                            )
+                            + "\n"
+                        )
         report(rows, setup)
         per_nb[n_b] = by_model([r for r in rows if "clean" in r])
     if len(per_nb) > 1:
         report_nb(per_nb, f"{eps[min(3, len(eps) - 1)] * 255:g}")
-    print(f"\ntotal wall time {time.perf_counter() - start_all:.0f} s "
-          f"({torch.get_num_threads()} thread(s))")
+    print(
+        f"\ntotal wall time {time.perf_counter() - start_all:.0f} s "
+        f"({torch.get_num_threads()} thread(s))"
+    )
     return 0
 
 

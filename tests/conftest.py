@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -60,11 +60,16 @@ def letters_teacher(letters_and_digits) -> Callable[[int], StagedModel]:
     @functools.cache
     def teacher(seed: int) -> StagedModel:
         with torch_threads(1):
-            model = prepare_model("scratch", arch="vgg", num_classes=26, seed=seed,
-                                  arch_options=SMALL_VGG)
-            fit(model, letters.train, None,
+            model = prepare_model(
+                "scratch", arch="vgg", num_classes=26, seed=seed, arch_options=SMALL_VGG
+            )
+            fit(
+                model,
+                letters.train,
+                None,
                 TrainConfig(epochs=5, batch_size=64, lr=3e-3, patience=None, seed=seed),
-                progress=False)
+                progress=False,
+            )
         return model
 
     return teacher
@@ -80,10 +85,22 @@ def deep_student(letters_and_digits, letters_teacher) -> Callable[[int], StagedM
     def student(seed: int) -> StagedModel:
         teacher = letters_teacher(seed)
         with torch_threads(1):
-            model = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
-                                  frozen=teacher.num_stages, seed=0, arch_options=SMALL_VGG)
-            fit(model, few, None,
-                TrainConfig(epochs=6, batch_size=32, lr=1e-2, patience=None), progress=False)
+            model = prepare_model(
+                "finetune",
+                arch="vgg",
+                num_classes=10,
+                source=teacher,
+                frozen=teacher.num_stages,
+                seed=0,
+                arch_options=SMALL_VGG,
+            )
+            fit(
+                model,
+                few,
+                None,
+                TrainConfig(epochs=6, batch_size=32, lr=1e-2, patience=None),
+                progress=False,
+            )
         return model
 
     return student

@@ -35,14 +35,22 @@ TEST_SETTINGS = {
     "@jupyterlab/docmanager-extension:plugin": {"autosave": False},
 }
 #: Chromium flags for this machine's closed network (see the environment notes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 # A cheap fingerprint of a plotly figure: its title and a hash of its data and layout.
 FIGURE_SIGNATURE_JS = """
 (gd) => {
-  const text = JSON.stringify([gd.layout && gd.layout.title, gd.data, gd.layout && gd.layout.annotations]);
+  const layout = gd.layout || {};
+  const text = JSON.stringify([layout.title, gd.data, layout.annotations]);
   let h = 0;
   for (let i = 0; i < text.length; i++) { h = (h * 31 + text.charCodeAt(i)) | 0; }
   const title = gd.layout && gd.layout.title ? (gd.layout.title.text || gd.layout.title) : '';
@@ -84,8 +92,9 @@ class LabServer:
             shutil.copy(ROOT / "tests" / "fixtures" / f"{probe}.ipynb", notebooks)
         app_settings = self.root / "app-settings"
         app_settings.mkdir(exist_ok=True)
-        shutil.copytree(ROOT / "binder" / "overrides.d", app_settings / "overrides.d",
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            ROOT / "binder" / "overrides.d", app_settings / "overrides.d", dirs_exist_ok=True
+        )
         user_settings = self.root / "user-settings"
         for plugin, values in TEST_SETTINGS.items():
             package, name = plugin.split(":")
@@ -93,26 +102,34 @@ class LabServer:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(values))
         self.log = self.root / "jupyterlab.log"
-        command = [sys.executable, "-m", "jupyter", "lab", "--no-browser",
-                   "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-                   "--ServerApp.port_retries=0", "--allow-root",
-                   f"--IdentityProvider.token={self.token}",
-                   f"--ServerApp.root_dir={self.root}",
-                   f"--LabApp.app_settings_dir={app_settings}",
-                   f"--LabApp.user_settings_dir={user_settings}",
-                   f"--LabApp.workspaces_dir={self.root / 'workspaces'}",
-                   "--LabApp.news_url=",
-                   "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        command = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--allow-root",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            f"--LabApp.app_settings_dir={app_settings}",
+            f"--LabApp.user_settings_dir={user_settings}",
+            f"--LabApp.workspaces_dir={self.root / 'workspaces'}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
         full_env = {**os.environ, **(env or {}), "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
-        self.process = subprocess.Popen(command, stdout=self.log.open("wb"),
-                                        stderr=subprocess.STDOUT, env=full_env)
+        self.process = subprocess.Popen(
+            command, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=full_env
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"JupyterLab exited: see {self.log}\n{self.log.read_text()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}",
-                                            timeout=2):
+                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2):
                     return self
             except OSError:
                 time.sleep(0.5)
@@ -129,8 +146,7 @@ class LabServer:
                 self.process.wait()
 
     def api(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(f"{self.url}/api/{path}?token={self.token}",
-                                         method=method)
+        request = urllib.request.Request(f"{self.url}/api/{path}?token={self.token}", method=method)
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -203,7 +219,9 @@ class LabPage:
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
         page.wait_for_function(
             "() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
-            " return s && s.getAttribute('data-status') === 'idle'; }", timeout=90_000)
+            " return s && s.getAttribute('data-status') === 'idle'; }",
+            timeout=90_000,
+        )
         page.wait_for_timeout(4000)  # JupyterLab writes the kernel's language_info after idle
         visit.dirty_on_open = page.locator(".lm-TabBar-tab.jp-mod-dirty").count() > 0
 
@@ -214,7 +232,10 @@ class LabPage:
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         page.wait_for_function(
             "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
-            ".some(p => p.textContent.includes('*'))", timeout=30_000, polling=100)
+            ".some(p => p.textContent.includes('*'))",
+            timeout=30_000,
+            polling=100,
+        )
         # Run All queues every code cell ("[*]"); it is over when none is queued any more and
         # the kernel is idle. After an error the cells below it fall back to "[ ]".
         page.wait_for_function(
@@ -223,17 +244,24 @@ class LabPage:
               const queued = prompts.some(p => p.textContent.includes('*'));
               const s = document.querySelector('.jp-Notebook-ExecutionIndicator');
               return prompts.length > 0 && !queued && s && s.getAttribute('data-status') === 'idle';
-            }""", timeout=timeout_s * 1000, polling=500)
+            }""",
+            timeout=timeout_s * 1000,
+            polling=500,
+        )
         visit.run_seconds = time.monotonic() - start
         page.wait_for_timeout(1500)  # let plotly finish drawing
         counts = page.evaluate("""() => {
           const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
           return {code: prompts.length,
                   executed: prompts.filter(p => /\\[\\d+\\]/.test(p.textContent)).length,
-                  figures: document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot').length,
+                  figures: document.querySelectorAll(
+                             '.jp-OutputArea-output .js-plotly-plot').length,
                   panels: document.querySelectorAll('.tlab-panel').length,
-                  errors: [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
-                          .map(e => e.textContent).filter(t => /Traceback|Error:/.test(t) && /\\n.*(Error|Exception)\\b/.test(t))};
+                  errors: [...document.querySelectorAll(
+                             '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+                          .map(e => e.textContent)
+                          .filter(t => /Traceback|Error:/.test(t)
+                                       && /\\n.*(Error|Exception)\\b/.test(t))};
         }""")
         visit.code_cells, visit.executed_cells = counts["code"], counts["executed"]
         visit.figures_drawn, visit.panels = counts["figures"], counts["panels"]
@@ -249,12 +277,14 @@ class LabPage:
     def _signature(self, panel: Any) -> str:
         """The fingerprint of the figure under a panel: the first plot after the panel's
         controls in the same cell (inside the panel for tlab's panels)."""
-        return str(panel.evaluate(f"""(panel) => {{
+        return str(
+            panel.evaluate(f"""(panel) => {{
           const plots = [...panel.closest('.jp-Cell').querySelectorAll('.js-plotly-plot')]
             .filter(p => panel.compareDocumentPosition(p) & Node.DOCUMENT_POSITION_FOLLOWING);
           if (!plots.length) throw new Error('no figure under the panel');
           return ({FIGURE_SIGNATURE_JS})(plots[0]);
-        }}"""))
+        }}""")
+        )
 
     def _drawn_signature(self, panel: Any, timeout_s: float = 10) -> str:
         """:meth:`_signature` once the figure is on the page (it may still be drawing)."""
@@ -300,8 +330,10 @@ class LabPage:
                     if label == back_to:
                         button.click(timeout=5000)
                         return f"click {label!r}"
-                elif "mod-active" not in (button.get_attribute("class") or "") \
-                        and button.is_enabled():
+                elif (
+                    "mod-active" not in (button.get_attribute("class") or "")
+                    and button.is_enabled()
+                ):
                     button.click()
                     return f"click {label!r}"
             if back_to is not None:
@@ -325,7 +357,7 @@ class LabPage:
         current = select.input_value()
         texts = select.locator("option").all_text_contents()
         values = select.locator("option").evaluate_all("os => os.map(o => o.value)")
-        for value, text in zip(values, texts):
+        for value, text in zip(values, texts, strict=True):
             if (value == back_to) if back_to is not None else (value != current):
                 select.select_option(value)
                 return f"select {text!r}"
@@ -348,8 +380,9 @@ class LabPage:
                     start = time.monotonic()
                     action = self._act(kind, control, original if phase == "back" else None)
                     if action is None:
-                        visit.changes.append(ControlChange(p, label, NOT_MOVABLE, False, 0.0,
-                                                           before, before))
+                        visit.changes.append(
+                            ControlChange(p, label, NOT_MOVABLE, False, 0.0, before, before)
+                        )
                         break
                     after, changed = before, False
                     while time.monotonic() - start < wait_s + 3:
@@ -361,9 +394,18 @@ class LabPage:
                             changed = True
                             break
                         self.page.wait_for_timeout(25)
-                    visit.changes.append(ControlChange(
-                        p, label, f"{phase}: {action}", changed, time.monotonic() - start,
-                        before, after, restored=(after == first) if phase == "back" else None))
+                    visit.changes.append(
+                        ControlChange(
+                            p,
+                            label,
+                            f"{phase}: {action}",
+                            changed,
+                            time.monotonic() - start,
+                            before,
+                            after,
+                            restored=(after == first) if phase == "back" else None,
+                        )
+                    )
 
 
 def visit_notebook(lab: LabPage, name: str, *, run_timeout_s: float = 600) -> NotebookVisit:

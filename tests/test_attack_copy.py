@@ -31,11 +31,14 @@ def _with_learned_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("arch, options, left", [
-    ("vgg", SMALL_VGG, 0),       # four conv stages and the fc stage's Linear + BatchNorm1d
-    ("dtn", {}, 0),
-    ("resnet20", {}, 18),        # only the stem folds; blocks keep bn1/bn2 as attributes
-])
+@pytest.mark.parametrize(
+    "arch, options, left",
+    [
+        ("vgg", SMALL_VGG, 0),  # four conv stages and the fc stage's Linear + BatchNorm1d
+        ("dtn", {}, 0),
+        ("resnet20", {}, 18),  # only the stem folds; blocks keep bn1/bn2 as attributes
+    ],
+)
 def test_copy_computes_the_eval_function_of_every_stage(arch, options, left):
     torch.manual_seed(0)
     model = _with_learned_statistics(build_model(arch, 10, **options)).eval()
@@ -46,8 +49,9 @@ def test_copy_computes_the_eval_function_of_every_stage(arch, options, left):
     assert sum(isinstance(m, norms) for m in copy.modules()) == left
     with torch.no_grad():
         for k in range(1, model.num_stages + 1):
-            torch.testing.assert_close(copy.features(x, k), model.features(x, k),
-                                       rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(
+                copy.features(x, k), model.features(x, k), rtol=1e-4, atol=1e-4
+            )
 
 
 def test_copy_is_frozen_in_eval_mode_and_leaves_the_model_untouched():
@@ -84,14 +88,18 @@ def test_cpu_copies_switch_to_channels_last_after_the_normalisation():
     assert isinstance(copy_.stages[0][0], ChannelsLast)
     assert copy_.stages[1][0].weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.rand(2, 3, 32, 32)
-    assert copy_.features(x, 0).is_contiguous()                     # normalised, NCHW
+    assert copy_.features(x, 0).is_contiguous()  # normalised, NCHW
     assert copy_.features(x, 1).is_contiguous(memory_format=torch.channels_last)
     assert not isinstance(model.stages[0][0], ChannelsLast)
 
 
 def test_batch_norm_without_running_statistics_is_not_folded():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
-                        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4, track_running_stats=False),
+        nn.Conv2d(4, 4, 3),
+        nn.BatchNorm2d(4),
+    ).eval()
     x = torch.rand(2, 3, 12, 12)
     expected = net(x)
     assert fold_batch_norms(net) == 1
@@ -101,10 +109,16 @@ def test_batch_norm_without_running_statistics_is_not_folded():
 
 def test_pooling_before_the_relu_keeps_values_and_input_gradients_exactly():
     torch.manual_seed(2)
-    block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1))
+    block = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    )
     with torch.no_grad():
-        block[0].bias.fill_(-0.3)     # many windows with only negative values
+        block[0].bias.fill_(-0.3)  # many windows with only negative values
         block[3].bias.fill_(-0.5)
     swapped = deepcopy(block)
     assert pool_before_relu(swapped) == 2

@@ -3,6 +3,8 @@ peer check against torchattacks 3.3.0 on the same model and inputs."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -31,8 +33,12 @@ class TinyNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3),
-            nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
         )
         self.head = nn.Linear(8 * 4 * 4, NUM_CLASSES)
 
@@ -188,7 +194,7 @@ def test_accuracy_drops_with_eps(model, data):
         lambda e: pgd(model, x, y, eps=e, alpha=e / 4, steps=7),
     ):
         accs = [acc(model, x, y)] + [acc(model, attack(e), y) for e in (0.02, 0.05, 0.1, 0.2)]
-        assert all(b <= a + 0.02 for a, b in zip(accs, accs[1:])), accs
+        assert all(b <= a + 0.02 for a, b in itertools.pairwise(accs)), accs
         assert accs[-1] < accs[0] - 0.5, accs
 
 

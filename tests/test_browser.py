@@ -97,8 +97,9 @@ def test_a_student_runs_the_notebook_and_every_control_redraws_its_figure(info, 
     assert not stuck, f"the figure did not change after: {stuck}; {where}"
     not_back = [f"{c.control} ({c.action})" for c in moved if c.restored is False]
     assert not not_back, f"putting a control back did not restore its figure: {not_back}; {where}"
-    slow = [f"{c.control} ({c.action}): {c.seconds:.2f} s" for c in moved
-            if c.seconds > REDRAW_BUDGET_S]
+    slow = [
+        f"{c.control} ({c.action}): {c.seconds:.2f} s" for c in moved if c.seconds > REDRAW_BUDGET_S
+    ]
     assert not slow, f"redraw over {REDRAW_BUDGET_S} s: {slow}; {where}"
     assert visit.log_console in ("", "0"), f"Log Console: {visit.log_console}; {where}"
 
@@ -121,8 +122,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("page_name", ["00_start_here.html", "03_whitebox_robustness.html",
-                                       "index.html"])
+@pytest.mark.parametrize(
+    "page_name", ["00_start_here.html", "03_whitebox_robustness.html", "index.html"]
+)
 def test_the_html_export_renders_offline(exported, browser, page_name):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     attempted, failed = [], []
@@ -137,8 +139,10 @@ def test_the_html_export_renders_offline(exported, browser, page_name):
     page.route("**/*", only_files)
     # (a font MathJax asks for may fail on file:// pages, which have no origin: it then uses
     # the system's fonts; only a missing file of the export counts)
-    page.on("requestfailed", lambda request: request.url.startswith("file://")
-            and failed.append(request.url))
+    page.on(
+        "requestfailed",
+        lambda request: request.url.startswith("file://") and failed.append(request.url),
+    )
     page.goto((exported / page_name).as_uri())
     page.wait_for_load_state("load")
     page.wait_for_timeout(3000)  # MathJax typesets after load

@@ -29,7 +29,7 @@ def simulated_verdicts(shift: float, n: int, runs: int = 1000, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     counts = {"holds": 0, "contradicted": 0, "inconclusive": 0, TOO_FEW: 0}
     for _ in range(runs):
-        base = rng.uniform(0.5, 0.9, n)                      # per-seed difficulty, shared
+        base = rng.uniform(0.5, 0.9, n)  # per-seed difficulty, shared
         better = base + shift + rng.normal(0, 0.03, n)
         worse = base + rng.normal(0, 0.03, n)
         counts[paired_claim("X", "s", better, worse, what="acc", seeds=range(n)).verdict] += 1
@@ -73,14 +73,34 @@ def test_the_interval_is_students_t_interval_of_the_mean_difference():
 
 
 def test_thresholds_and_combinations():
-    above = threshold_claim("W3", "Gini above 0.1", [0.3, 0.35, 0.32], 0.1, above=True,
-                            what="Gini", seeds=[0, 1, 2], percent=False)
-    below = threshold_claim("W3", "Gini below 0.1", [0.3, 0.35, 0.32], 0.1, above=False,
-                            what="Gini", seeds=[0, 1, 2], percent=False)
-    unsure = threshold_claim("X", "s", [0.05, 0.2, 0.1], 0.1, above=True, what="v",
-                             seeds=[0, 1, 2], percent=False)
-    assert (above.verdict, below.verdict, unsure.verdict) == ("holds", "contradicted",
-                                                              "inconclusive")
+    above = threshold_claim(
+        "W3",
+        "Gini above 0.1",
+        [0.3, 0.35, 0.32],
+        0.1,
+        above=True,
+        what="Gini",
+        seeds=[0, 1, 2],
+        percent=False,
+    )
+    below = threshold_claim(
+        "W3",
+        "Gini below 0.1",
+        [0.3, 0.35, 0.32],
+        0.1,
+        above=False,
+        what="Gini",
+        seeds=[0, 1, 2],
+        percent=False,
+    )
+    unsure = threshold_claim(
+        "X", "s", [0.05, 0.2, 0.1], 0.1, above=True, what="v", seeds=[0, 1, 2], percent=False
+    )
+    assert (above.verdict, below.verdict, unsure.verdict) == (
+        "holds",
+        "contradicted",
+        "inconclusive",
+    )
     assert all_of("W5", "both", [above, above]).verdict == "holds"
     assert all_of("W5", "both", [above, unsure]).verdict == "inconclusive"
     assert all_of("W5", "both", [above, below]).verdict == "contradicted"
@@ -90,17 +110,28 @@ def test_thresholds_and_combinations():
 
 
 def test_claims_table_shows_the_verdict_and_refuses_a_made_up_one():
-    table = claims_table([Claim("Z1", "FT beats Scratch", "80% vs 70%", "holds", "rule"),
-                          Claim("Z2", "more robust", "50% vs 60%", TOO_FEW)])
+    table = claims_table(
+        [
+            Claim("Z1", "FT beats Scratch", "80% vs 70%", "holds", "rule"),
+            Claim("Z2", "more robust", "50% vs 60%", TOO_FEW),
+        ]
+    )
     assert list(table["verdict"]) == ["holds", TOO_FEW]
     with pytest.raises(TlabError, match="verdict"):
-        Claim("Z3", "s", "m", "probably")   # type: ignore[arg-type]
+        Claim("Z3", "s", "m", "probably")  # type: ignore[arg-type]
 
 
 def test_seeds_where_the_effect_is_undefined_are_left_out_and_said_so():
     nan = float("nan")
-    claim = paired_claim("Z4", "gamma lower", [0.5, 0.6, 0.55, nan], [0.1, 0.12, 0.11, 0.2],
-                         what="gamma", seeds=[0, 1, 2, 3], percent=False)
+    claim = paired_claim(
+        "Z4",
+        "gamma lower",
+        [0.5, 0.6, 0.55, nan],
+        [0.1, 0.12, 0.11, 0.2],
+        what="gamma",
+        seeds=[0, 1, 2, 3],
+        percent=False,
+    )
     assert claim.verdict == "holds" and "undefined in 1 seed(s), left out" in claim.measured
     none = paired_claim("Z4", "gamma lower", [nan, nan], [0.1, 0.2], what="gamma", seeds=[0, 1])
     assert none.verdict == "inconclusive" and "undefined in every seed" in none.measured

@@ -18,18 +18,22 @@ def run_cli(*args: str, env_data=None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     if env_data is not None:
         env["TLAB_DATA"] = str(env_data)
-    return subprocess.run([sys.executable, "-m", "tlab", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tlab", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "99"], "unknown notebook '99'; choose one of: 00_start_here"),
-    (["run", "00", "-p", "NO_SUCH=1"], "declares no parameter NO_SUCH"),
-    (["run", "00", "-p", "EPS=big"], "EPS='big' is of type str"),
-    (["run", "00", "-p", "PRESET"], "must look like NAME=VALUE"),
-    (["zoo", "clear"], "zoo clear --all"),
-    (["zoo", "clear", "deadbeef"], "no zoo entry 'deadbeef'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "99"], "unknown notebook '99'; choose one of: 00_start_here"),
+        (["run", "00", "-p", "NO_SUCH=1"], "declares no parameter NO_SUCH"),
+        (["run", "00", "-p", "EPS=big"], "EPS='big' is of type str"),
+        (["run", "00", "-p", "PRESET"], "must look like NAME=VALUE"),
+        (["zoo", "clear"], "zoo clear --all"),
+        (["zoo", "clear", "deadbeef"], "no zoo entry 'deadbeef'"),
+    ],
+)
 def test_bad_input_is_one_clear_line(args, message, tlab_data):
     result = run_cli(*args, env_data=tlab_data)
     assert result.returncode == 2
@@ -47,7 +51,9 @@ def test_unwritable_data_folder_is_reported(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = run_cli("zoo", "list", env_data=blocker / "data")
-    assert result.returncode == 2 and "TLAB_DATA" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2 and "TLAB_DATA" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 def test_domains_and_notebooks_are_listed(tlab_data, capsys):
@@ -78,9 +84,11 @@ def test_presets_prints_every_paper_table_from_the_tables_themselves(capsys):
         assert module.PRESETS.title in out
     # rows come from the tables: Zhang's B trains 20 / 60 / 300 epochs
     row = next(line for line in out.splitlines() if line.split()[:1] == ["epochs_b"])
-    assert row.split()[1:4] == [str(zhang.PRESETS.knobs["epochs_b"].quick),
-                                str(zhang.PRESETS.knobs["epochs_b"].standard),
-                                str(zhang.PRESETS.knobs["epochs_b"].paper)]
+    assert row.split()[1:4] == [
+        str(zhang.PRESETS.knobs["epochs_b"].quick),
+        str(zhang.PRESETS.knobs["epochs_b"].standard),
+        str(zhang.PRESETS.knobs["epochs_b"].paper),
+    ]
     assert cli.main(["presets", "wang"]) == 0
     only = capsys.readouterr().out
     assert wang.PRESETS.title in only and zhang.PRESETS.title not in only

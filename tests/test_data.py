@@ -27,9 +27,9 @@ SMALL = {"n_train": 60, "n_test": 30}
 def _check_images(ts: TensorSet, num_classes: int) -> None:
     assert ts.images.dtype == torch.uint8 and ts.images.shape[1:] == (3, 32, 32)
     assert ts.labels.dtype == torch.int64 and ts.labels.shape == (len(ts),)
-    assert 0 <= int(ts.labels.min()) and int(ts.labels.max()) < num_classes
+    assert int(ts.labels.min()) >= 0 and int(ts.labels.max()) < num_classes
     x = ts.floats()
-    assert x.dtype == torch.float32 and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert x.dtype == torch.float32 and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     assert torch.equal((x * 255).round().to(torch.uint8), ts.images)
 
 
@@ -68,8 +68,9 @@ def test_digits_split_depends_on_seed_only(tlab_data: Path) -> None:
 
 @pytest.mark.parametrize("name,k", [("syndigits", 10), ("letters", 26)])
 @pytest.mark.parametrize("colour", [True, False])
-def test_rendered_domains_shapes_balance_and_colour(tlab_data: Path, name: str, k: int,
-                                                    colour: bool) -> None:
+def test_rendered_domains_shapes_balance_and_colour(
+    tlab_data: Path, name: str, k: int, colour: bool
+) -> None:
     d = load_domain(name, n_train=5 * k + 3, n_test=2 * k, seed=1, colour=colour)
     assert len(d.classes) == k and d.params["colour"] is colour
     assert (len(d.train), len(d.test)) == (5 * k + 3, 2 * k)
@@ -79,7 +80,8 @@ def test_rendered_domains_shapes_balance_and_colour(tlab_data: Path, name: str, 
         assert int(counts.min()) >= per_class and int(counts.max()) <= per_class + 1
     imgs = d.train.images.float()
     grey = torch.equal(d.train.images[:, 0], d.train.images[:, 1]) and torch.equal(
-        d.train.images[:, 1], d.train.images[:, 2])
+        d.train.images[:, 1], d.train.images[:, 2]
+    )
     assert grey is not colour
     if not colour:
         # light on dark, like MNIST: the median pixel is dark, the brightest ones are light
@@ -101,10 +103,11 @@ def test_colour_contrast_floor() -> None:
 
 
 @pytest.mark.parametrize("name", ["syndigits", "letters"])
-def test_same_seed_same_bytes_different_seed_different(tmp_path: Path, monkeypatch, name: str
-                                                       ) -> None:
+def test_same_seed_same_bytes_different_seed_different(
+    tmp_path: Path, monkeypatch, name: str
+) -> None:
     loads = {}
-    for folder, seed in (("a", 5), ("b", 5), ("c", 6)):   # separate folders: no cache sharing
+    for folder, seed in (("a", 5), ("b", 5), ("c", 6)):  # separate folders: no cache sharing
         monkeypatch.setenv("TLAB_DATA", str(tmp_path / folder))
         loads[folder] = load_domain(name, seed=seed, **SMALL)
     a, b, c = loads["a"], loads["b"], loads["c"]
@@ -135,14 +138,24 @@ def test_two_kernels_asking_for_a_new_set_at_once_generate_it_once(tlab_data: Pa
 
     def make() -> dict[str, torch.Tensor]:
         made.append(threading.current_thread().name)
-        time.sleep(0.3)          # long enough for the other caller to arrive while this renders
-        return {f"{split}_{kind}": (torch.zeros(n, 3, 32, 32, dtype=torch.uint8) if kind == "images"
-                                    else torch.zeros(n, dtype=torch.long))
-                for split, n in (("train", 4), ("test", 2)) for kind in ("images", "labels")}
+        time.sleep(0.3)  # long enough for the other caller to arrive while this renders
+        return {
+            f"{split}_{kind}": (
+                torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
+                if kind == "images"
+                else torch.zeros(n, dtype=torch.long)
+            )
+            for split, n in (("train", 4), ("test", 2))
+            for kind in ("images", "labels")
+        }
 
     got = []
-    callers = [threading.Thread(target=lambda: got.append(
-        synthetic.cached("probe", {"n": 1}, (4, 2), make))) for _ in range(2)]
+    callers = [
+        threading.Thread(
+            target=lambda: got.append(synthetic.cached("probe", {"n": 1}, (4, 2), make))
+        )
+        for _ in range(2)
+    ]
     for caller in callers:
         caller.start()
     for caller in callers:
@@ -162,7 +175,7 @@ def test_cache_hit_and_miss(tlab_data: Path, monkeypatch: pytest.MonkeyPatch) ->
     again = load_domain("syndigits", seed=2, **SMALL)
     assert torch.equal(first.train.images, again.train.images)
     with pytest.raises(AssertionError, match="rendered although"):
-        load_domain("syndigits", seed=3, **SMALL)     # a miss renders
+        load_domain("syndigits", seed=3, **SMALL)  # a miss renders
     monkeypatch.undo()
     monkeypatch.setenv("TLAB_DATA", str(tlab_data))
     load_domain("syndigits", seed=2, n_train=61, n_test=30)
@@ -179,7 +192,7 @@ def test_corrupt_cache_is_reported_and_regenerated(tlab_data: Path, damage: str)
     if damage == "truncate":
         raw = raw[: len(raw) // 2]
     elif damage == "flip":
-        raw[-100] ^= 0xFF          # inside the tensor data: only the digest notices
+        raw[-100] ^= 0xFF  # inside the tensor data: only the digest notices
     else:
         raw = bytearray(b"not a safetensors file")
     path.write_bytes(bytes(raw))
@@ -188,19 +201,23 @@ def test_corrupt_cache_is_reported_and_regenerated(tlab_data: Path, damage: str)
     assert torch.equal(first.train.images, again.train.images)
     assert torch.equal(first.test.labels, again.test.labels)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")             # repaired: no warning the next time
+        warnings.simplefilter("error")  # repaired: no warning the next time
         load_domain("letters", seed=4, **SMALL)
 
 
 def test_concurrent_cache_writers_leave_one_valid_file(tlab_data: Path) -> None:
-    tensors = {"train_images": torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8),
-               "train_labels": torch.arange(8), "test_images": torch.zeros(2, 3, 32, 32,
-                                                                            dtype=torch.uint8),
-               "test_labels": torch.arange(2)}
+    tensors = {
+        "train_images": torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8),
+        "train_labels": torch.arange(8),
+        "test_images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
+        "test_labels": torch.arange(2),
+    }
     path = tlab_data / "entry.safetensors"
     tlab_data.mkdir()
-    threads = [threading.Thread(target=synthetic._write_cache, args=(path, tensors, {"k": "v"}))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=synthetic._write_cache, args=(path, tensors, {"k": "v"}))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -215,7 +232,7 @@ def test_concurrent_cache_writers_leave_one_valid_file(tlab_data: Path) -> None:
 
 def _toy_set(counts: list[int]) -> TensorSet:
     labels = torch.cat([torch.full((c,), i, dtype=torch.int64) for i, c in enumerate(counts)])
-    images = torch.arange(len(labels), dtype=torch.int64)   # image i encodes its index
+    images = torch.arange(len(labels), dtype=torch.int64)  # image i encodes its index
     images = torch.stack([images % 256, images // 256, images * 0], 1).to(torch.uint8)
     return TensorSet(images[:, :, None, None].expand(-1, 3, 32, 32).contiguous(), labels)
 
@@ -232,14 +249,16 @@ def test_class_balanced_subset_counts_determinism_nesting() -> None:
         assert len(sub) == n and int(counts.sum()) == n
         assert set(counts.tolist()) <= {n // 4, n // 4 + 1}
         assert int((counts == n // 4 + 1).sum()) == n % 4
-        assert len(set(_ids(sub))) == n                      # no example twice
-        labels_of = {i: int(label) for i, label in zip(_ids(ts), ts.labels)}
-        assert all(labels_of[i] == int(label) for i, label in zip(_ids(sub), sub.labels))
+        assert len(set(_ids(sub))) == n  # no example twice
+        labels_of = {i: int(label) for i, label in zip(_ids(ts), ts.labels, strict=True)}
+        pairs = zip(_ids(sub), sub.labels, strict=True)
+        assert all(labels_of[i] == int(label) for i, label in pairs)
     a, b = class_balanced_subset(ts, 23, seed=1), class_balanced_subset(ts, 23, seed=1)
     assert _ids(a) == _ids(b)
     assert _ids(a) != _ids(class_balanced_subset(ts, 23, seed=2))
     assert set(_ids(class_balanced_subset(ts, 40, seed=1))) <= set(
-        _ids(class_balanced_subset(ts, 80, seed=1)))
+        _ids(class_balanced_subset(ts, 80, seed=1))
+    )
 
 
 def test_class_balanced_subset_errors() -> None:
@@ -284,7 +303,7 @@ def test_device_batches_cover_every_index_once_per_epoch() -> None:
         epoch = []
         for x, y in batches:
             assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32) and len(x) <= 8
-            assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+            assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
             assert y.dtype == torch.int64 and len(y) == len(x)
             ids = _batch_ids(x)
             assert torch.equal(y, ts.labels[ids])
@@ -314,8 +333,20 @@ def test_device_batches_in_order_and_drop_last() -> None:
 
 def test_list_domains() -> None:
     infos = {d.name: d for d in data.list_domains()}
-    expected = {"digits", "syndigits", "letters", "mnist", "usps", "svhn", "cifar10", "cifar100",
-                "stl10", "cifar10_9", "stl10_9", "fashion_mnist"}
+    expected = {
+        "digits",
+        "syndigits",
+        "letters",
+        "mnist",
+        "usps",
+        "svhn",
+        "cifar10",
+        "cifar100",
+        "stl10",
+        "cifar10_9",
+        "stl10_9",
+        "fashion_mnist",
+    }
     assert set(infos) == expected
     for name in ("digits", "syndigits", "letters"):
         assert infos[name].kind == "embedded" and infos[name].available
@@ -330,17 +361,20 @@ def test_unknown_domain_lists_valid_names() -> None:
     assert "letters" in str(info.value) and "cifar10_9" in str(info.value)
 
 
-@pytest.mark.parametrize("params,match", [
-    ({"n_trian": 10}, "valid parameters: n_train"),
-    ({"n_train": 0}, "n_train"),
-    ({"n_test": 2.5}, "n_test"),
-    ({"seed": -1}, "seed"),
-    ({"colour": "yes"}, "True or False"),
-    ({"labels": "a-b"}, "label subset"),
-    ({"labels": [3]}, "at least 2"),
-    ({"labels": [1, 1, 2]}, "distinct"),
-    ({"labels": "8-10"}, "valid labels 0..9"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"n_trian": 10}, "valid parameters: n_train"),
+        ({"n_train": 0}, "n_train"),
+        ({"n_test": 2.5}, "n_test"),
+        ({"seed": -1}, "seed"),
+        ({"colour": "yes"}, "True or False"),
+        ({"labels": "a-b"}, "label subset"),
+        ({"labels": [3]}, "at least 2"),
+        ({"labels": [1, 1, 2]}, "distinct"),
+        ({"labels": "8-10"}, "valid labels 0..9"),
+    ],
+)
 def test_bad_params(tlab_data: Path, params: dict, match: str) -> None:
     base = dict(SMALL)
     base.update(params)
@@ -388,11 +422,13 @@ def test_gallery(tlab_data: Path) -> None:
     d = load_domain("syndigits", **SMALL)
     grid = data.domain_gallery_arrays(d, per_class=3, pad=2)
     assert grid.dtype == np.uint8 and grid.shape == (2 + 34 * 10, 2 + 34 * 3, 3)
-    images = {c: {img.permute(1, 2, 0).numpy().tobytes() for img in d.train.images[
-        d.train.labels == c]} for c in range(10)}
+    images = {
+        c: {img.permute(1, 2, 0).numpy().tobytes() for img in d.train.images[d.train.labels == c]}
+        for c in range(10)
+    }
     for row in range(10):
         for col in range(3):
-            cell = grid[2 + 34 * row: 34 + 34 * row, 2 + 34 * col: 34 + 34 * col]
+            cell = grid[2 + 34 * row : 34 + 34 * row, 2 + 34 * col : 34 + 34 * col]
             assert cell.tobytes() in images[row]
     with pytest.raises(UnknownNameError):
         data.domain_gallery_arrays(d, split="val")

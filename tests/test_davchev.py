@@ -27,8 +27,11 @@ def test_each_retrained_choice_leaves_the_right_stages_trainable(depth):
     for retrained in davchev.RETRAINED:
         frozen = davchev.frozen_stages(depth, retrained)
         model = freeze(build_model("resnet", 10, depth=depth), frozen)
-        trainable[retrained] = [i for i, stage in enumerate(model.stages)
-                               if all(p.requires_grad for p in stage.parameters())]
+        trainable[retrained] = [
+            i
+            for i, stage in enumerate(model.stages)
+            if all(p.requires_grad for p in stage.parameters())
+        ]
     stages = 1 + 3 * n
     assert trainable["1"] == []
     assert trainable["block"] == list(range(stages - n, stages))  # the last group of n blocks
@@ -74,8 +77,9 @@ def test_labels_follow_davchevs_names():
 
 
 def test_table_reads_one_eps_and_names_the_evaluated_ones():
-    rows = {"a": {"eps": [0.1, 0.2], "Natural": 0.9, **{c: [0.5, 0.3] for c in
-                                                          davchev.ATTACK_COLUMNS}}}
+    rows = {
+        "a": {"eps": [0.1, 0.2], "Natural": 0.9, **{c: [0.5, 0.3] for c in davchev.ATTACK_COLUMNS}}
+    }
     table = davchev.table(rows, 0.2)
     assert list(table.columns) == list(davchev.COLUMNS) and table.loc["a", "WB-PGD"] == 0.3
     with pytest.raises(TlabError, match="evaluated eps"):
@@ -86,9 +90,17 @@ def test_table_reads_one_eps_and_names_the_evaluated_ones():
 def tiny(tlab_data, one_thread):
     """A tiny setup on digits only (source and target), trained in seconds."""
     s = davchev.setup("quick")
-    return dataclasses.replace(s, source_domain="digits", source_params={}, source_n=40,
-                               target_n=40, eval_n=20, eps_grid=(8 / 255,), eps=8 / 255,
-                               seeds=(0,))
+    return dataclasses.replace(
+        s,
+        source_domain="digits",
+        source_params={},
+        source_n=40,
+        target_n=40,
+        eval_n=20,
+        eps_grid=(8 / 255,),
+        eps=8 / 255,
+        seeds=(0,),
+    )
 
 
 def test_evaluation_matches_tlab_metrics_and_is_cached(tiny, monkeypatch):
@@ -110,18 +122,21 @@ def test_evaluation_matches_tlab_metrics_and_is_cached(tiny, monkeypatch):
 
 
 def test_paired_claim_needs_a_consistent_positive_difference():
-    consistent = paired_claim("X", "a beats b", [0.6, 0.7, 0.65], [0.5, 0.6, 0.6],
-                                      what="acc", seeds=[0, 1, 2])
-    mixed = paired_claim("X", "a beats b", [0.9, 0.4, 0.5], [0.5, 0.6, 0.6],
-                                 what="acc", seeds=[0, 1, 2])
+    consistent = paired_claim(
+        "X", "a beats b", [0.6, 0.7, 0.65], [0.5, 0.6, 0.6], what="acc", seeds=[0, 1, 2]
+    )
+    mixed = paired_claim(
+        "X", "a beats b", [0.9, 0.4, 0.5], [0.5, 0.6, 0.6], what="acc", seeds=[0, 1, 2]
+    )
     assert consistent.holds and not mixed.holds and "n=3" in consistent.measured
     with pytest.raises(TlabError):
         paired_claim("X", "s", [0.1, 0.2], [0.1], what="acc", seeds=[0, 1])
 
 
 def test_normalised_heatmap_scales_every_column_to_its_own_range():
-    table = pd.DataFrame({"Natural": [0.9, 0.8, 0.7], "WB-PGD": [0.0, 0.3, 0.1]},
-                         index=["a", "b", "c"])
+    table = pd.DataFrame(
+        {"Natural": [0.9, 0.8, 0.7], "WB-PGD": [0.0, 0.3, 0.1]}, index=["a", "b", "c"]
+    )
     fig = plots.normalised_heatmap(table, row_breaks=[0], column_breaks=[0])
     z = np.asarray(fig.data[0].z)
     assert np.allclose(z.min(axis=0), 0) and np.allclose(z.max(axis=0), 1)
@@ -134,15 +149,18 @@ def test_resnet56_block_retrains_the_last_group_of_nine_blocks_and_18_convolutio
     assert davchev.frozen_stages(56, "1") == model.num_stages == 28
     assert davchev.frozen_stages(56, "all") == 0
     freeze(model, davchev.frozen_stages(56, "block"))
-    trainable = [name for name, s in zip(model.stage_names, model.stages, strict=True)
-                 if next(s.parameters()).requires_grad]
+    trainable = [
+        name
+        for name, s in zip(model.stage_names, model.stages, strict=True)
+        if next(s.parameters()).requires_grad
+    ]
     assert trainable == [f"group3.block{b}" for b in range(1, 10)]
     assert sum(isinstance(m, nn.Conv2d) and m.weight.requires_grad for m in model.modules()) == 18
 
 
 def test_a_retrained_choice_outside_the_vocabulary_or_a_depth_not_6n_plus_2_is_refused():
     with pytest.raises(UnknownNameError) as info:
-        davchev.frozen_stages(56, "18")   # Davchev's layer count is a label, not a choice
+        davchev.frozen_stages(56, "18")  # Davchev's layer count is a label, not a choice
     assert all(c in str(info.value) for c in davchev.RETRAINED)
     with pytest.raises(TlabError):
         davchev.frozen_stages(21, "all")

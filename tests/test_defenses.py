@@ -39,12 +39,12 @@ def tiny(num_classes: int = 10, seed: int = 0):
 
 
 def test_drop_pixels_zeroes_whole_pixels_and_keeps_the_rest():
-    x = images(8) * 0.9 + 0.05                       # no pixel is 0 before dropping
+    x = images(8) * 0.9 + 0.05  # no pixel is 0 before dropping
     dropped = drop_pixels(x, 0.3, generator=torch.Generator().manual_seed(0))
     zero = dropped == 0
     assert bool((zero.all(1) == zero.any(1)).all())  # all three channels go together
     kept = ~zero
-    assert torch.equal(dropped[kept], x[kept])       # no rescaling of what stays
+    assert torch.equal(dropped[kept], x[kept])  # no rescaling of what stays
     assert zero[:, 0].float().mean().item() == pytest.approx(0.3, abs=0.03)
     assert torch.equal(drop_pixels(x, 0.0), x)
 
@@ -56,7 +56,7 @@ def test_dropout_ratio_zero_is_the_plain_prediction():
 
 def test_dropout_vote_is_seeded_and_follows_the_majority():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))   # very mask-sensitive
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))  # very mask-sensitive
     x = images(64, seed=1)
     a = dropout_vote_predict(model, x, 0.5, votes=3, seed=7)
     assert torch.equal(a, dropout_vote_predict(model, x, 0.5, votes=3, seed=7))
@@ -68,10 +68,10 @@ def test_dropout_vote_is_seeded_and_follows_the_majority():
         values, counts = votes[:, i].unique(return_counts=True)
         if counts.max() >= 2:
             assert a[i].item() == values[counts.argmax()].item()
-        else:                                            # three different votes: one of them
+        else:  # three different votes: one of them
             tie_picks.append(votes[:, i].tolist().index(a[i].item()))
-    assert 5 <= len(tie_picks) <= 60                     # both cases occur
-    assert len(set(tie_picks)) > 1                       # ties are not always settled one way
+    assert 5 <= len(tie_picks) <= 60  # both cases occur
+    assert len(set(tie_picks)) > 1  # ties are not always settled one way
 
 
 def test_dropout_vote_rejects_bad_arguments():
@@ -93,7 +93,7 @@ def test_neuron_weights_follow_the_head():
     w = neuron_weights(model, model.num_stages)
     expected = model.head.weight.abs().sum(0)
     torch.testing.assert_close(w, expected / expected.mean())
-    assert neuron_weights(model, 2) is None            # convolution maps: equal weights
+    assert neuron_weights(model, 2) is None  # convolution maps: equal weights
 
 
 def test_retraining_pushes_the_student_away_from_the_teacher(transfer):
@@ -101,18 +101,18 @@ def test_retraining_pushes_the_student_away_from_the_teacher(transfer):
     k = teacher.num_stages
     before = {n: t.clone() for n, t in student.state_dict().items()}
     start = neuron_distance(student, teacher, x, layer=k)
-    assert start.abs().max().item() < 1e-5             # frozen copy: same representation
+    assert start.abs().max().item() < 1e-5  # frozen copy: same representation
     kwargs = dict(layer=k, threshold=10.0, epochs=3, batch_size=32, lr=1e-3, progress=False)
     hardened, history = neuron_distance_retrain(student, teacher, train, **kwargs)
     control, _ = neuron_distance_retrain(student, teacher, train, penalty=1e-9, **kwargs)
     pushed = neuron_distance(hardened, teacher, x, layer=k).mean().item()
     drifted = neuron_distance(control, teacher, x, layer=k).mean().item()
-    assert pushed > 1.5 * drifted                        # the penalty, not mere retraining
+    assert pushed > 1.5 * drifted  # the penalty, not mere retraining
     assert [row["threshold"] for row in history] == pytest.approx([10 / 3, 20 / 3, 10.0])
     assert history[-1]["distance"] > history[0]["distance"]
     assert hardened.frozen_stages == 0 and not hardened.training
     assert all(p.requires_grad for p in hardened.parameters())
-    for name, tensor in student.state_dict().items():    # the original is not modified
+    for name, tensor in student.state_dict().items():  # the original is not modified
         assert torch.equal(tensor, before[name]), name
 
 
@@ -123,8 +123,9 @@ def test_retraining_rejects_bad_arguments(transfer):
     with pytest.raises(TlabError, match="threshold"):
         neuron_distance_retrain(student, teacher, train, layer=5, threshold=0, epochs=1)
     with pytest.raises(TlabError, match="penalty"):
-        neuron_distance_retrain(student, teacher, train, layer=5, threshold=1.0, epochs=1,
-                                penalty=-1.0)
+        neuron_distance_retrain(
+            student, teacher, train, layer=5, threshold=1.0, epochs=1, penalty=-1.0
+        )
     with pytest.raises(TlabError, match="TensorSet"):
         neuron_distance_retrain(student, teacher, images(4), layer=5, threshold=1.0, epochs=1)
     other = build_model("vgg", 10, widths=[8, 8, 16, 32], fc_width=64)

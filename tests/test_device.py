@@ -17,11 +17,14 @@ def _cpuinfo(tmp_path, flags: str):
     return path
 
 
-@pytest.mark.parametrize("flags, native", [
-    ("fpu sse2 avx2 fma avx512f avx512bw", False),       # AVX-512 alone emulates bfloat16
-    ("fpu sse2 avx2 avx512f avx512_bf16", True),
-    ("fpu sse2 avx2 amx_tile amx_bf16 amx_int8", True),
-])
+@pytest.mark.parametrize(
+    "flags, native",
+    [
+        ("fpu sse2 avx2 fma avx512f avx512bw", False),  # AVX-512 alone emulates bfloat16
+        ("fpu sse2 avx2 avx512f avx512_bf16", True),
+        ("fpu sse2 avx2 amx_tile amx_bf16 amx_int8", True),
+    ],
+)
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):
     assert dev.cpu_has_native_bf16(_cpuinfo(tmp_path, flags)) is native
 
@@ -40,8 +43,9 @@ def test_auto_uses_bfloat16_only_on_cpus_that_compute_it_natively(monkeypatch, n
     assert dev.precision_name(CPU) == str(expected).removeprefix("torch.")
 
 
-@pytest.mark.parametrize("choice, expected", [("float32", torch.float32),
-                                              ("bfloat16", torch.bfloat16)])
+@pytest.mark.parametrize(
+    "choice, expected", [("float32", torch.float32), ("bfloat16", torch.bfloat16)]
+)
 def test_explicit_precision_wins_over_the_hardware(monkeypatch, choice, expected):
     monkeypatch.setenv("TLAB_PRECISION", choice)
     monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: choice == "float32")
@@ -61,15 +65,16 @@ def test_unknown_precision_is_a_clear_error_listing_the_valid_ones(monkeypatch):
     assert "fp8" in message and all(name in message for name in dev.PRECISIONS)
 
 
-@pytest.mark.parametrize("choice, dtype", [("float32", torch.float32),
-                                           ("bfloat16", torch.bfloat16)])
+@pytest.mark.parametrize(
+    "choice, dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)]
+)
 def test_autocast_for_computes_in_the_training_dtype(monkeypatch, choice, dtype):
     monkeypatch.setenv("TLAB_PRECISION", choice)
     layer = torch.nn.Linear(4, 3)
     with dev.autocast_for(CPU):
         out = layer(torch.ones(2, 4))
     assert out.dtype == dtype and layer.weight.dtype == torch.float32
-    assert layer(torch.ones(2, 4)).dtype == torch.float32          # only inside the block
+    assert layer(torch.ones(2, 4)).dtype == torch.float32  # only inside the block
 
 
 def test_describe_names_the_training_precision(monkeypatch):
@@ -80,10 +85,9 @@ def test_describe_names_the_training_precision(monkeypatch):
 def test_torch_threads_sets_and_restores_the_count_even_after_an_error():
     before = torch.get_num_threads()
     other = 1 if before != 1 else 2
-    with pytest.raises(RuntimeError, match="inside"):
-        with dev.torch_threads(other):
-            assert torch.get_num_threads() == other
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError, match="inside"), dev.torch_threads(other):
+        assert torch.get_num_threads() == other
+        raise RuntimeError("inside")
     assert torch.get_num_threads() == before
 
 
@@ -93,8 +97,9 @@ def test_a_thread_count_set_in_a_worker_thread_leaves_the_callers_count_alone():
 
     with dev.torch_threads(2):
         seen = []
-        worker = threading.Thread(target=lambda: (dev.one_thread_per_worker(),
-                                                  seen.append(torch.get_num_threads())))
+        worker = threading.Thread(
+            target=lambda: (dev.one_thread_per_worker(), seen.append(torch.get_num_threads()))
+        )
         worker.start()
         worker.join()
         assert seen == [1] and torch.get_num_threads() == 2
@@ -102,7 +107,7 @@ def test_a_thread_count_set_in_a_worker_thread_leaves_the_callers_count_alone():
 
 def test_notebook_threads_and_subprocess_shares_are_set_in_one_place(monkeypatch):
     with dev.torch_threads(2):
-        dev.set_cpu_threads(0)                       # 0: torch's default stays
+        dev.set_cpu_threads(0)  # 0: torch's default stays
         assert torch.get_num_threads() == 2
         dev.set_cpu_threads(1)
         assert torch.get_num_threads() == 1

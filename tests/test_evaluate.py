@@ -15,10 +15,14 @@ TINY = TrainConfig(epochs=2, val_fraction=0.0)
 
 @pytest.fixture
 def models(tlab_data):
-    a = zoo.get_or_train(zoo.ModelSpec(domain="digits", n=300, train=TINY), progress=False,
-                         device="cpu")
-    b = zoo.get_or_train(zoo.ModelSpec(domain="digits", n=300, subset_seed=1, train=TINY),
-                         progress=False, device="cpu")
+    a = zoo.get_or_train(
+        zoo.ModelSpec(domain="digits", n=300, train=TINY), progress=False, device="cpu"
+    )
+    b = zoo.get_or_train(
+        zoo.ModelSpec(domain="digits", n=300, subset_seed=1, train=TINY),
+        progress=False,
+        device="cpu",
+    )
     return a, b
 
 
@@ -48,8 +52,9 @@ def test_blackbox_curve_uses_the_source_and_differs_from_whitebox(models):
     # 5 PGD steps beat FGSM by 0-4 of ~80 images, a margin the training precision can flip.
     pgd = attack_curve(b, data, [16 / 255], attack="pgd", alpha=4 / 255, steps=5)
     x, y = data.tensors()
-    direct = adversarial_accuracy(b.model, x, y, make_attack("pgd", eps=16 / 255, alpha=4 / 255,
-                                                             steps=5))
+    direct = adversarial_accuracy(
+        b.model, x, y, make_attack("pgd", eps=16 / 255, alpha=4 / 255, steps=5)
+    )
     assert pgd == [{"eps": 16 / 255, **direct.summary()}]
     one_small_step = attack_curve(b, data, [16 / 255], attack="pgd", alpha=1 / 255, steps=1)
     assert one_small_step[0]["adversarial_accuracy"] > white[0]["adversarial_accuracy"] + 0.1

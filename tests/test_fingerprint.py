@@ -48,7 +48,7 @@ def test_gini_matches_the_pairwise_definition_and_batches():
     assert gini(p).shape == (4, 3)
     spread = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.4, 0.3, 0.2, 0.1], [0.7, 0.1, 0.1, 0.1]])
     values = gini(spread)
-    assert bool((values[1:] > values[:-1]).all())     # more unequal, larger coefficient
+    assert bool((values[1:] > values[:-1]).all())  # more unequal, larger coefficient
 
 
 def test_gini_rejects_bad_input():
@@ -84,8 +84,7 @@ def test_true_teacher_has_the_lowest_gini(family):
 
 def test_named_candidates_keep_their_order(family):
     teachers, students, _ = family
-    named = fingerprint_matrix({"b": teachers[1], "a": teachers[0]}, {"s0": students[0]},
-                               steps=300)
+    named = fingerprint_matrix({"b": teachers[1], "a": teachers[0]}, {"s0": students[0]}, steps=300)
     assert named.shape == (2, 1)
     assert named[1, 0].item() < named[0, 0].item()
 
@@ -93,7 +92,7 @@ def test_named_candidates_keep_their_order(family):
 def test_incompatible_candidates_are_rejected(family):
     _, students, _ = family
     wrong_size = build_model("vgg", 10, **VGG)
-    wrong_size.stages[-1][1] = nn.Linear(999, 64)      # a head made for another input size
+    wrong_size.stages[-1][1] = nn.Linear(999, 64)  # a head made for another input size
     with pytest.raises(TlabError, match=r"cannot process \(3, 32, 32\) images"):
         fingerprint_matrix([wrong_size], students, steps=1)
     with pytest.raises(TlabError, match="StagedModel"):

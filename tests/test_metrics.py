@@ -65,8 +65,13 @@ def make_problem(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def train_tiny(seed: int, steps: int = 40) -> nn.Module:
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 4),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 4),
     )
     x, y = make_problem(256, seed=100 + seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

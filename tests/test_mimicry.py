@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -34,10 +35,16 @@ def lab(letters_and_digits, letters_teacher, deep_student):
     _, few, digits = letters_and_digits
     teacher = letters_teacher(0)
     students = {"deep": deep_student(0)}
-    students["full"] = prepare_model("finetune", arch="vgg", num_classes=10, source=teacher,
-                                     frozen=0, seed=0, arch_options=VGG)
-    fit(students["full"], few, None,
-        TrainConfig(epochs=6, batch_size=32, lr=3e-3, patience=None), progress=False)
+    students["full"] = prepare_model(
+        "finetune", arch="vgg", num_classes=10, source=teacher, frozen=0, seed=0, arch_options=VGG
+    )
+    fit(
+        students["full"],
+        few,
+        None,
+        TrainConfig(epochs=6, batch_size=32, lr=3e-3, patience=None),
+        progress=False,
+    )
     g = torch.Generator().manual_seed(0)
     x, y = digits.test.floats(), digits.test.labels
     i, j = torch.randperm(len(y), generator=g)[:24], torch.randperm(len(y), generator=g)[:24]
@@ -54,8 +61,15 @@ TARGETED_STEPS = 240
 @pytest.fixture(scope="module")
 def targeted(lab):
     x, s, t = lab["x"], lab["src"], lab["tgt"]
-    return mimicry_attack(lab["teacher"], x[s], x[t], layer=lab["teacher"].num_stages,
-                          budget=0.002, steps=TARGETED_STEPS, history=True)
+    return mimicry_attack(
+        lab["teacher"],
+        x[s],
+        x[t],
+        layer=lab["teacher"].num_stages,
+        budget=0.002,
+        steps=TARGETED_STEPS,
+        history=True,
+    )
 
 
 def noise_pairs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +91,7 @@ def test_dssim_is_zero_for_identical_images_and_grows_with_noise():
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(x.shape, generator=g)
     values = [dssim((x + s * noise).clamp(0, 1), x) for s in (0.01, 0.05, 0.2)]
-    assert all(bool((a < b).all()) for a, b in zip(values, values[1:]))
+    assert all(bool((a < b).all()) for a, b in itertools.pairwise(values))
     assert values[0].min().item() > 0
 
 
@@ -138,11 +152,13 @@ def test_batched_equals_one_pair_at_a_time():
     batched = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=30)
     chunked = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=30, batch_size=3)
     for i in range(4):
-        solo = mimicry_attack(teacher, src[i:i + 1], tgt[i:i + 1], layer=5, budget=0.01,
-                              steps=30)
-        torch.testing.assert_close(batched.adversarial[i:i + 1], solo.adversarial,
-                                   atol=1e-5, rtol=0)
-        torch.testing.assert_close(batched.distance[i:i + 1], solo.distance, atol=1e-4, rtol=1e-4)
+        solo = mimicry_attack(
+            teacher, src[i : i + 1], tgt[i : i + 1], layer=5, budget=0.01, steps=30
+        )
+        torch.testing.assert_close(
+            batched.adversarial[i : i + 1], solo.adversarial, atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(batched.distance[i : i + 1], solo.distance, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(chunked.adversarial, batched.adversarial, atol=1e-5, rtol=0)
 
 
@@ -151,7 +167,7 @@ def test_big_cpu_batches_are_split_over_the_threads_with_the_same_results(monkey
     cpu = torch.device("cpu")
     teacher = tiny_teacher()
     src, tgt = noise_pairs(5)
-    whole = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)   # one thread
+    whole = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)  # one thread
     monkeypatch.setattr(cpu_split, "ROWS_PER_CPU_THREAD", 2)
     seen = []
 
@@ -172,7 +188,7 @@ def test_big_cpu_batches_are_split_over_the_threads_with_the_same_results(monkey
         monkeypatch.setattr(torch, "set_num_threads", recording_set_threads)
         assert cpu_slices(5, cpu, randomised=False) == 2
         assert cpu_slices(3, cpu, randomised=False) == 1
-        assert cpu_slices(5, cpu, randomised=True) == 1       # input dropout: draws stay put
+        assert cpu_slices(5, cpu, randomised=True) == 1  # input dropout: draws stay put
         assert cpu_slices(500, torch.device("cuda"), randomised=False) == 1
         split = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)
         assert torch.get_num_threads() == 2
@@ -201,7 +217,7 @@ def test_a_failing_slice_stops_the_others_and_restores_the_thread_count(monkeypa
 
     class FailingDSSIM(mimicry_loop.SourceDSSIM):
         def __init__(self, source, **kwargs):
-            if len(source) == 2:                      # the first slice fails once the other runs
+            if len(source) == 2:  # the first slice fails once the other runs
                 other_running.wait(timeout=60)
                 raise RuntimeError("slice failed")
             super().__init__(source, **kwargs)
@@ -219,8 +235,9 @@ def test_pair_never_within_budget_returns_source_and_is_flagged():
     teacher = tiny_teacher()
     src, tgt = noise_pairs(2)
     # an L2 budget far below one Adadelta step, and a penalty too weak to pull back
-    result = mimicry_attack(teacher, src, tgt, layer=5, budget=1e-6, budget_kind="l2",
-                            steps=5, penalty=1e-12)
+    result = mimicry_attack(
+        teacher, src, tgt, layer=5, budget=1e-6, budget_kind="l2", steps=5, penalty=1e-12
+    )
     assert not result.in_budget.any()
     assert torch.equal(result.adversarial, src)
     torch.testing.assert_close(result.distance, result.start_distance)
@@ -239,7 +256,7 @@ def test_l2_budget_is_respected():
 def test_teacher_is_left_untouched():
     teacher = tiny_teacher()
     teacher.train()
-    teacher.stages[0].eval()                     # a mixed mode must come back as it was
+    teacher.stages[0].eval()  # a mixed mode must come back as it was
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     src, tgt = noise_pairs(2)
     mimicry_attack(teacher, src, tgt, layer=3, budget=0.01, steps=5)
@@ -255,11 +272,20 @@ def test_teacher_is_left_untouched():
 def test_untargeted_keeps_the_closest_guide_of_another_class(lab):
     teacher, x, y = lab["teacher"], lab["x"], lab["y"]
     sources = lab["src"]
-    pool = torch.stack([(y == c).nonzero()[0, 0] for c in range(3)])   # one guide per class 0-2
+    pool = torch.stack([(y == c).nonzero()[0, 0] for c in range(3)])  # one guide per class 0-2
     k = teacher.num_stages
     # lr 10 as the notebooks use: with the paper's lr 1, 60 steps barely move the image
-    result = mimicry_untargeted(teacher, x[sources], x[pool], layer=k, budget=0.003, steps=60,
-                                lr=10.0, source_labels=y[sources], pool_labels=y[pool])
+    result = mimicry_untargeted(
+        teacher,
+        x[sources],
+        x[pool],
+        layer=k,
+        budget=0.003,
+        steps=60,
+        lr=10.0,
+        source_labels=y[sources],
+        pool_labels=y[pool],
+    )
     assert len(result) == len(sources)
     assert bool((y[pool][result.target_index] != y[sources]).all())
     # The chosen result is the closest over the allowed guides, all run as targeted pairs. They
@@ -267,19 +293,25 @@ def test_untargeted_keeps_the_closest_guide_of_another_class(lab):
     # order): at lr 10 with a 1e10 penalty, rounding differences between batch shapes can send a
     # pair down another path (seen with a bfloat16-trained teacher), so separate runs per source
     # would test batch invariance (test_batched_equals_one_pair_at_a_time) by chance, not this.
-    rows = [(i, g) for i, s in enumerate(sources.tolist()) for g, p in enumerate(pool.tolist())
-            if y[p] != y[s]]
+    rows = [
+        (i, g)
+        for i, s in enumerate(sources.tolist())
+        for g, p in enumerate(pool.tolist())
+        if y[p] != y[s]
+    ]
     row_sources = sources[[i for i, _ in rows]]
     row_guides = pool[[g for _, g in rows]]
-    pairs = mimicry_attack(teacher, x[row_sources], x[row_guides], layer=k, budget=0.003,
-                           steps=60, lr=10.0)
+    pairs = mimicry_attack(
+        teacher, x[row_sources], x[row_guides], layer=k, budget=0.003, steps=60, lr=10.0
+    )
     for i in range(len(sources)):
         mine = [r for r, (source, _) in enumerate(rows) if source == i]
         best = min(mine, key=lambda r: (not pairs.in_budget[r], pairs.distance[r].item()))
         assert result.target_index[i].item() == rows[best][1]
         assert result.distance[i].item() == pytest.approx(pairs.distance[best].item(), abs=1e-4)
-        torch.testing.assert_close(result.adversarial[i], pairs.adversarial[best], atol=1e-5,
-                                   rtol=0)
+        torch.testing.assert_close(
+            result.adversarial[i], pairs.adversarial[best], atol=1e-5, rtol=0
+        )
     # The attack flips most of the sources the deep-layer student got right (an image it already
     # misclassifies counts as "fooled" without any attack, so those are left out). 16 sources,
     # not 4: with 4, one source was the whole margin of a bfloat16-trained teacher.
@@ -293,11 +325,20 @@ def test_untargeted_needs_a_guide_of_another_class(lab):
     x, y = lab["x"], lab["y"]
     same = (y == y[0]).nonzero().flatten()[:2]
     with pytest.raises(TlabError, match="no guide image of another class"):
-        mimicry_untargeted(lab["teacher"], x[same[:1]], x[same[1:]], layer=1, budget=0.01,
-                           steps=1, source_labels=y[same[:1]], pool_labels=y[same[1:]])
+        mimicry_untargeted(
+            lab["teacher"],
+            x[same[:1]],
+            x[same[1:]],
+            layer=1,
+            budget=0.01,
+            steps=1,
+            source_labels=y[same[:1]],
+            pool_labels=y[same[1:]],
+        )
     with pytest.raises(TlabError, match="both source_labels and pool_labels"):
-        mimicry_untargeted(lab["teacher"], x[:1], x[1:2], layer=1, budget=0.01, steps=1,
-                           source_labels=y[:1])
+        mimicry_untargeted(
+            lab["teacher"], x[:1], x[1:2], layer=1, budget=0.01, steps=1, source_labels=y[:1]
+        )
 
 
 # ----------------------------------------------------------------- adaptive attacks (Sec. 6)
@@ -323,7 +364,8 @@ def test_ensemble_attack_sums_the_teachers_distances():
     with torch.no_grad():
         parts = [
             torch.linalg.vector_norm(
-                (t.features(joint.adversarial, k) - t.features(tgt, k)).flatten(1), dim=1)
+                (t.features(joint.adversarial, k) - t.features(tgt, k)).flatten(1), dim=1
+            )
             for t, k in ((t1, 5), (t2, 3))
         ]
     torch.testing.assert_close(joint.distance, parts[0] + parts[1], atol=1e-4, rtol=1e-4)

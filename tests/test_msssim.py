@@ -17,6 +17,7 @@ WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 
 # ------------------------------------------------- reference: one image at a time, numpy/scipy
 
+
 def ref_window(size: int) -> np.ndarray:
     """2-D Gaussian like MATLAB's fspecial, sigma shrunk with the window (1.5 at size 11)."""
     sigma = 1.5 * size / 11
@@ -57,7 +58,7 @@ def ref_ms_dssim(a: np.ndarray, b: np.ndarray) -> float:
             cs = (2 * cov + c2) / (var_a + var_b + c2)
             cs_maps.append(cs)
             ssim_maps.append(cs * (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1))
-        mean = np.mean(ssim_maps if level == 4 else cs_maps)   # channels and positions together
+        mean = np.mean(ssim_maps if level == 4 else cs_maps)  # channels and positions together
         terms.append(mean ** WEIGHTS[level])
     return (1 - float(np.prod(terms))) / 2
 
@@ -75,8 +76,12 @@ def noisy(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
 
 def pairs(seed: int, shape=(3, 32, 32)) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth and uniform-random images, each against a noisy copy (strength 0.02 to 0.3)."""
-    x = torch.cat([smooth_images(seed, 3, shape),
-                   torch.rand(3, *shape, generator=torch.Generator().manual_seed(seed + 100))])
+    x = torch.cat(
+        [
+            smooth_images(seed, 3, shape),
+            torch.rand(3, *shape, generator=torch.Generator().manual_seed(seed + 100)),
+        ]
+    )
     strength = torch.tensor([0.02, 0.1, 0.3] * 2).view(-1, 1, 1, 1)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 200))
     return x, (x + strength * noise).clamp(0, 1)
@@ -84,13 +89,15 @@ def pairs(seed: int, shape=(3, 32, 32)) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ------------------------------------------------------------------------------------ tests
 
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 32, 32), (2, 33, 21)])
 def test_matches_an_independent_numpy_reference(seed, shape):
     x, y = pairs(seed, shape)
-    expected = torch.tensor([ref_ms_dssim(a, b) for a, b in
-                             zip(x.double().numpy(), y.double().numpy(), strict=True)],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [ref_ms_dssim(a, b) for a, b in zip(x.double().numpy(), y.double().numpy(), strict=True)],
+        dtype=torch.float64,
+    )
     got = ms_dssim(x, y)
     assert got.shape == (6,) and got.dtype == torch.float32
     torch.testing.assert_close(got.double(), expected, rtol=0, atol=1e-5)
@@ -99,13 +106,14 @@ def test_matches_an_independent_numpy_reference(seed, shape):
 
 def test_batched_equals_one_image_at_a_time_as_the_authors_ran_it():
     x, y = pairs(3)
-    one_by_one = torch.cat([ms_dssim(x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
+    one_by_one = torch.cat([ms_dssim(x[i : i + 1], y[i : i + 1]) for i in range(len(x))])
     torch.testing.assert_close(ms_dssim(x, y), one_by_one, rtol=0, atol=1e-7)
 
 
 def test_equals_pytorch_msssim_where_the_window_never_shrinks():
     """At 176 px (scales 176..11, all even, window 11 everywhere) on grayscale images."""
     from pytorch_msssim import ms_ssim
+
     x = smooth_images(4, 2, (1, 176, 176), low=20)
     y = noisy(x, 0.05, 5)
     theirs = (1 - ms_ssim(x, y, data_range=1.0, size_average=False)) / 2
@@ -120,7 +128,7 @@ def test_identical_zero_symmetric_and_within_zero_one():
     for a, b in [(x, y), (x, 1 - x), (zeros, ones), (x, torch.rand(x.shape))]:
         d = ms_dssim(a, b)
         assert torch.isfinite(d).all() and (d >= 0).all() and (d <= 1).all()
-    assert (ms_dssim(x, y)[[0, 3]] < ms_dssim(x, y)[[2, 5]]).all()   # more noise, more DSSIM
+    assert (ms_dssim(x, y)[[0, 3]] < ms_dssim(x, y)[[2, 5]]).all()  # more noise, more DSSIM
 
 
 @pytest.mark.parametrize("sigma", [0.01, 0.03])
@@ -143,11 +151,12 @@ def test_much_smaller_than_single_scale_dssim_on_pixel_noise(sigma):
 
 
 def test_gradcheck_float64():
-    x = smooth_images(9, 2, (2, 17, 16)).double() * 0.8 + 0.1   # odd side: pooling edge too
+    x = smooth_images(9, 2, (2, 17, 16)).double() * 0.8 + 0.1  # odd side: pooling edge too
     y = noisy(x, 0.05, 10)
     x.requires_grad_()
-    assert torch.autograd.gradcheck(lambda a: ms_dssim(a, y), (x,), eps=1e-6, atol=1e-8,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda a: ms_dssim(a, y), (x,), eps=1e-6, atol=1e-8, fast_mode=True
+    )
 
 
 def test_gradient_is_per_image_and_finite_at_the_minimum():
@@ -156,24 +165,27 @@ def test_gradient_is_per_image_and_finite_at_the_minimum():
     weights = torch.arange(1.0, 7.0)
     (grad,) = torch.autograd.grad((ms_dssim(x, y) * weights).sum(), x)
     for i in range(len(weights)):
-        (single,) = torch.autograd.grad(ms_dssim(x[i:i + 1], y[i:i + 1]).sum(), x)
+        (single,) = torch.autograd.grad(ms_dssim(x[i : i + 1], y[i : i + 1]).sum(), x)
         torch.testing.assert_close(grad[i], weights[i] * single[i], rtol=1e-4, atol=1e-7)
     same = y.clone().requires_grad_()
     (at_min,) = torch.autograd.grad(ms_dssim(same, y).sum(), same)
     assert torch.isfinite(at_min).all() and at_min.abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("x, y, message", [
-    (torch.rand(3, 32, 32), torch.rand(3, 32, 32), "shaped"),
-    (torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32), "same shape"),
-    (torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32), "same shape"),
-    (torch.rand(2, 3, 32, 32) + 1, torch.rand(2, 3, 32, 32), "outside"),
-    (torch.rand(2, 3, 32, 32), -torch.rand(2, 3, 32, 32), "outside"),
-    (torch.full((1, 1, 32, 32), float("nan")), torch.rand(1, 1, 32, 32), "NaN"),
-    (torch.zeros(1, 1, 32, 32, dtype=torch.uint8), torch.rand(1, 1, 32, 32), "dtype"),
-    (np.zeros((1, 1, 32, 32)), torch.rand(1, 1, 32, 32), "torch.Tensor"),
-    (torch.rand(1, 3, 15, 32), torch.rand(1, 3, 15, 32), "at least 16x16"),
-])
+@pytest.mark.parametrize(
+    "x, y, message",
+    [
+        (torch.rand(3, 32, 32), torch.rand(3, 32, 32), "shaped"),
+        (torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32), "same shape"),
+        (torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32), "same shape"),
+        (torch.rand(2, 3, 32, 32) + 1, torch.rand(2, 3, 32, 32), "outside"),
+        (torch.rand(2, 3, 32, 32), -torch.rand(2, 3, 32, 32), "outside"),
+        (torch.full((1, 1, 32, 32), float("nan")), torch.rand(1, 1, 32, 32), "NaN"),
+        (torch.zeros(1, 1, 32, 32, dtype=torch.uint8), torch.rand(1, 1, 32, 32), "dtype"),
+        (np.zeros((1, 1, 32, 32)), torch.rand(1, 1, 32, 32), "torch.Tensor"),
+        (torch.rand(1, 3, 15, 32), torch.rand(1, 3, 15, 32), "at least 16x16"),
+    ],
+)
 def test_bad_input_raises(x, y, message):
     with pytest.raises(TlabError, match=message):
         ms_dssim(x, y)

@@ -31,19 +31,27 @@ def offline(tlab_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return tlab_data
 
 
-@pytest.mark.parametrize("spec, dataset", [
-    (lambda: zhang.setup("paper", task="M->U").spec("FT", 0, frozen=4), "'mnist'"),
-    (lambda: zhang.setup("paper", task="S->M").spec("A", 0), "'svhn'"),
-    (lambda: davchev.network_spec(davchev.setup("paper"), davchev.Network("nat", "pgd", "block")),
-     "'cifar100'"),
-    (lambda: davchev.substitute_spec(davchev.setup("paper")), "'cifar10'"),
-], ids=["zhang M->U FT-4", "zhang S->M A", "davchev PGD source -> CIFAR10", "davchev substitute"])
+@pytest.mark.parametrize(
+    "spec, dataset",
+    [
+        (lambda: zhang.setup("paper", task="M->U").spec("FT", 0, frozen=4), "'mnist'"),
+        (lambda: zhang.setup("paper", task="S->M").spec("A", 0), "'svhn'"),
+        (
+            lambda: davchev.network_spec(
+                davchev.setup("paper"), davchev.Network("nat", "pgd", "block")
+            ),
+            "'cifar100'",
+        ),
+        (lambda: davchev.substitute_spec(davchev.setup("paper")), "'cifar10'"),
+    ],
+    ids=["zhang M->U FT-4", "zhang S->M A", "davchev PGD source -> CIFAR10", "davchev substitute"],
+)
 def test_paper_presets_stop_offline_naming_the_dataset(offline: Path, spec, dataset: str) -> None:
     with pytest.raises(DatasetUnavailableError) as info:
         zoo.get_or_train(spec(), progress=False, device="cpu")
     message = str(info.value)
     assert dataset in message and "network disabled by the test" in message
-    assert "digits, syndigits, letters" in message          # the offline alternatives
+    assert "digits, syndigits, letters" in message  # the offline alternatives
     assert zoo.list_entries() == []
 
 

@@ -1,4 +1,4 @@
-"""Plot helpers for distributions and multi-panel figures (tlab.notebook.plots, notebooks 04 and 06)."""
+"""Plot helpers for distributions and multi-panel figures (tlab.notebook.plots; 04, 06)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def test_log_histograms_use_geometric_bins_and_count_what_they_cannot_show():
 
 def test_mean_curves_draw_the_mean_and_one_standard_deviation_over_rows():
     rows = [[0.9, 0.5], [0.7, 0.3], [0.8, 0.1]]
-    fig = plots.mean_curves([2, 4], {"FT": rows, "one seed": [[0.5, 0.25]]},
-                            x_title="eps", y_title="accuracy")
+    fig = plots.mean_curves(
+        [2, 4], {"FT": rows, "one seed": [[0.5, 0.25]]}, x_title="eps", y_title="accuracy"
+    )
     ft, single = fig.data
     assert list(ft.y) == pytest.approx([80.0, 30.0])
     assert list(ft.error_y.array) == pytest.approx(list(100 * np.std(rows, axis=0, ddof=1)))
@@ -45,10 +46,14 @@ def test_mean_curves_draw_the_mean_and_one_standard_deviation_over_rows():
 
 
 def test_side_by_side_keeps_one_colour_and_one_legend_entry_per_name():
-    left = plots.curves([1, 2], {"Scratch": [0.1, 0.2], "FT": [0.3, 0.4]}, x_title="x",
-                        y_title="y")
-    right = plots.curves([1, 2], {"FT": [0.5, 0.6], "A on B": [0.7, 0.8]}, x_title="x",
-                         y_title="gamma", percent=False)
+    left = plots.curves([1, 2], {"Scratch": [0.1, 0.2], "FT": [0.3, 0.4]}, x_title="x", y_title="y")
+    right = plots.curves(
+        [1, 2],
+        {"FT": [0.5, 0.6], "A on B": [0.7, 0.8]},
+        x_title="x",
+        y_title="gamma",
+        percent=False,
+    )
     fig = plots.side_by_side([left, right], titles=["black-box", "gamma"])
     assert [t.name for t in fig.data] == ["Scratch", "FT", "FT", "A on B"]
     assert [t.showlegend for t in fig.data] == [True, True, False, True]
@@ -68,15 +73,21 @@ def test_side_by_side_merges_histogram_groups_whose_names_carry_counts():
     assert [t.showlegend for t in fig.data] == [True, True, False, False]
     assert fig.data[0].line.color == fig.data[2].line.color != fig.data[1].line.color
     assert fig.data[3].text == "resisted (n=3)"  # the panel's own label stays in the hover
-    mixed = plots.side_by_side([plots.histograms({"Scratch": [1.0], "FT": [2.0]}, x_title="n"),
-                                left])
+    mixed = plots.side_by_side(
+        [plots.histograms({"Scratch": [1.0], "FT": [2.0]}, x_title="n"), left]
+    )
     assert len({t.line.color for t in mixed.data}) == 4  # four groups, four colours
 
 
-@pytest.mark.parametrize(("x", "expected"), [
-    ([1, 2, 3, 4], {"tick0": 0, "dtick": 1}),          # epochs: no 1.5-epoch ticks
-    ([0, 2, 4, 8, 16, 32], {"tick0": 0, "dtick": 4}),  # eps x 255: about ten ticks
-    ([0.5, 1.0], {}), (["clean", "FGSM"], {})])
+@pytest.mark.parametrize(
+    ("x", "expected"),
+    [
+        ([1, 2, 3, 4], {"tick0": 0, "dtick": 1}),  # epochs: no 1.5-epoch ticks
+        ([0, 2, 4, 8, 16, 32], {"tick0": 0, "dtick": 4}),  # eps x 255: about ten ticks
+        ([0.5, 1.0], {}),
+        (["clean", "FGSM"], {}),
+    ],
+)
 def test_whole_number_axes_get_whole_number_ticks_and_others_keep_plotlys(x, expected):
     assert plots.whole_number_ticks(x) == expected and plots.whole_number_ticks([]) == {}
     figure = plots.curves(x, {"a": [0.5] * len(x)}, x_title="x", y_title="y")
@@ -100,6 +111,6 @@ def test_an_image_grid_is_one_mosaic_with_every_image_in_its_cell_and_its_title_
     assert mosaic.shape == (2 * (32 + gap), 3 * (32 + pad) - pad, 3)
     for i, image in enumerate(images):
         top, left = (i // 3) * (32 + gap) + gap, (i % 3) * (32 + pad)
-        assert np.array_equal(mosaic[top:top + 32, left:left + 32], image.transpose(1, 2, 0)), i
+        assert np.array_equal(mosaic[top : top + 32, left : left + 32], image.transpose(1, 2, 0)), i
         x, y = titles[f"image {i}"]
         assert left < x < left + 32 and top - gap < y < top  # centred above its image

@@ -16,8 +16,13 @@ def test_a_table_gives_each_preset_its_own_column():
     assert table.values("quick") == {"epochs": 1, "n": None}
     assert table.values("paper") == {"epochs": 3, "n": 100}
     assert [r["knob"] for r in table.rows()] == ["epochs", "n"]
-    assert table.rows()[1] == {"knob": "n", "quick": None, "standard": 10, "paper": 100,
-                               "means": "n"}
+    assert table.rows()[1] == {
+        "knob": "n",
+        "quick": None,
+        "standard": 10,
+        "paper": 100,
+        "means": "n",
+    }
     with pytest.raises(UnknownNameError, match="standard"):
         table.values("huge")
 
@@ -37,8 +42,10 @@ def test_setups_and_specs_take_their_sizes_from_the_paper_tables(preset):
     teacher = wang.teacher_spec(preset)
     assert (teacher.arch, teacher.arch_options) == w["teacher_arch"]
     assert teacher.train.epochs == w["teacher_epochs"] and teacher.n == w["teacher_n"]
-    assert start_here.start_here_spec(preset).train.epochs == \
-        start_here.PRESETS.values(preset)["epochs"]
+    assert (
+        start_here.start_here_spec(preset).train.epochs
+        == start_here.PRESETS.values(preset)["epochs"]
+    )
 
 
 def test_zhang_panels_offer_every_depth_only_where_the_table_says_so():

@@ -56,8 +56,9 @@ def test_notebooks_are_clean_and_well_formed(info):
     assert "## Summary" in nb.cells[-1].source
     # one start-up call right after the parameters; nothing process-wide set by hand
     assert re.search(r"^(DEV = )?start\(PRESET\b", code[code.index(params[0]) + 1].source, re.M)
-    assert not any(re.search(r"set_num_threads|setup_plotly\(|pick_device\(", c.source)
-                   for c in code)
+    assert not any(
+        re.search(r"set_num_threads|setup_plotly\(|pick_device\(", c.source) for c in code
+    )
     # JupyterLab writes the kernel's full language_info into a notebook that lacks it, which
     # marks the notebook modified the moment it opens (test_browser checks the page itself)
     assert {"codemirror_mode", "pygments_lexer", "version"} <= set(nb.metadata.language_info)

@@ -1,4 +1,4 @@
-"""tlab.runs.record: what a notebook records under a sweep, and that a record is never half-written."""
+"""tlab.runs.record: what a notebook records under a sweep; a record is never half-written."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A point folder as the sweep prepares it: point.json written, TLAB_RECORD_DIR set."""
     folder = tmp_path / "EPS-0.1-abcdef12"
     folder.mkdir()
-    rec.write_json_atomic(folder / rec.POINT_FILE, {
-        "point_id": folder.name, "parameters": {"EPS": 0.1, "SEED": 3},
-        "started_at": "2026-01-01T00:00:00+0000", "complete": True})
+    rec.write_json_atomic(
+        folder / rec.POINT_FILE,
+        {
+            "point_id": folder.name,
+            "parameters": {"EPS": 0.1, "SEED": 3},
+            "started_at": "2026-01-01T00:00:00+0000",
+            "complete": True,
+        },
+    )
     monkeypatch.setenv(rec.RECORD_DIR_ENV, str(folder))
     return folder
 
@@ -57,12 +63,15 @@ def test_explicit_parameters_and_a_second_call_merge(run_dir):
     assert data["parameters"] == {"EPS": 0.1, "SEED": 3}
 
 
-@pytest.mark.parametrize("metrics, message", [
-    ({"accuracy": "high"}, "metric 'accuracy' is 'high'"),
-    ({"accuracy": [0.1, 0.2]}, "metrics must be numbers"),
-    ({3: 0.5}, "metric names must be non-empty strings"),
-    ([("accuracy", 0.5)], "takes a dict of metrics"),
-])
+@pytest.mark.parametrize(
+    "metrics, message",
+    [
+        ({"accuracy": "high"}, "metric 'accuracy' is 'high'"),
+        ({"accuracy": [0.1, 0.2]}, "metrics must be numbers"),
+        ({3: 0.5}, "metric names must be non-empty strings"),
+        ([("accuracy", 0.5)], "takes a dict of metrics"),
+    ],
+)
 def test_bad_metrics_are_refused(run_dir, metrics, message):
     with pytest.raises(TlabError, match=message.replace("[", r"\[")):
         rec.record(metrics)
@@ -108,12 +117,15 @@ def test_an_interruption_keeps_the_previous_record_intact(run_dir, monkeypatch):
     assert rec.read_complete(run_dir / rec.RECORD_FILE)["metrics"] == {"accuracy": 0.5}
 
 
-@pytest.mark.parametrize("text", [
-    '{"metrics": {"a": 1}, "complete": tr',          # cut off mid-write
-    '{"metrics": {"a": 1}}',                         # no marker
-    '{"metrics": {"a": 1}, "complete": false}',      # marked unfinished
-    '[1, 2]',                                        # not a record
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"metrics": {"a": 1}, "complete": tr',  # cut off mid-write
+        '{"metrics": {"a": 1}}',  # no marker
+        '{"metrics": {"a": 1}, "complete": false}',  # marked unfinished
+        "[1, 2]",  # not a record
+    ],
+)
 def test_only_marked_records_count_as_complete(tmp_path, text):
     path = tmp_path / rec.RECORD_FILE
     path.write_text(text)

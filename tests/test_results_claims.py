@@ -34,7 +34,11 @@ def test_mean_spread_and_claims_table():
     assert mean_spread([0.5, 0.7]) == "60.0% ± 14.1 (n=2)"
     assert mean_spread([2.0], percent=False) == "2 ± 0 (n=1)"
     assert mean_spread([0.1234, 0.2], percent=False) == "0.162 ± 0.054 (n=2)"
-    table = claims_table([Claim("Z1", "FT beats Scratch", "80% vs 70%", "holds", "FT > Scratch"),
-                          Claim("Z2", "more robust", "50% vs 60%", "contradicted")])
+    table = claims_table(
+        [
+            Claim("Z1", "FT beats Scratch", "80% vs 70%", "holds", "FT > Scratch"),
+            Claim("Z2", "more robust", "50% vs 60%", "contradicted"),
+        ]
+    )
     assert list(table["verdict"]) == ["holds", "contradicted"]
     assert table.index[0] == "Z1: FT beats Scratch"

@@ -1,4 +1,4 @@
-"""tlab.attacks._fast.source_dssim: DSSIM to fixed sources equals pytorch_msssim's, values and gradients."""
+"""tlab.attacks._fast.source_dssim: DSSIM to fixed sources equals pytorch_msssim's, gradient too."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from tlab.attacks._fast.source_dssim import SourceDSSIM, banded_window
 
 
 def library_dssim(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    return (1 - ssim(x, source, data_range=1.0, size_average=False, win_size=11,
-                     win_sigma=1.5)) / 2
+    return (1 - ssim(x, source, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)) / 2
 
 
 def images(seed: int, n: int = 5, shape=(3, 32, 32)) -> torch.Tensor:
@@ -30,7 +29,7 @@ def test_values_and_gradients_match_pytorch_msssim(layout):
         theirs = library_dssim(theirs_x, source)
         assert mine.shape == (5,)
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
-        weights = torch.arange(1.0, 6.0)     # a different weight per image: no cross-talk
+        weights = torch.arange(1.0, 6.0)  # a different weight per image: no cross-talk
         (g_mine,) = torch.autograd.grad((mine * weights).sum(), mine_x)
         (g_theirs,) = torch.autograd.grad((theirs * weights).sum(), theirs_x)
         torch.testing.assert_close(g_mine, g_theirs, rtol=1e-4, atol=1e-7)
@@ -54,7 +53,7 @@ def test_the_source_is_not_differentiated_or_changed():
 
 
 def test_banded_window_is_a_valid_correlation_in_the_right_orientation():
-    window = torch.tensor([1.0, 2.0, 4.0])          # asymmetric: a flipped band would show
+    window = torch.tensor([1.0, 2.0, 4.0])  # asymmetric: a flipped band would show
     signal = torch.arange(6.0) ** 2
     band = banded_window(window, 6)
     assert band.shape == (4, 6)

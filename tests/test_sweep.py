@@ -64,8 +64,13 @@ def loopback(tmp_path_factory):
     env = pytest.MonkeyPatch()
     env.setenv("TLAB_DATA", str(data))  # inherited by the worker processes
     try:
-        cluster = LocalCluster(host="127.0.0.1", n_workers=2, threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            host="127.0.0.1",
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
     finally:
         env.undo()
     yield cluster.scheduler_address, data
@@ -76,12 +81,23 @@ def loopback(tmp_path_factory):
 
 
 def test_grid_is_the_product_in_file_order_then_explicit_points_all_with_fixed():
-    points, fixed = expand_grid({"A": [1, 2], "B": ["x", "y"], "fixed": {"C": True},
-                                 "explicit": [{"A": 9}, {"B": "z", "D": [1, 2]}]})
+    points, fixed = expand_grid(
+        {
+            "A": [1, 2],
+            "B": ["x", "y"],
+            "fixed": {"C": True},
+            "explicit": [{"A": 9}, {"B": "z", "D": [1, 2]}],
+        }
+    )
     assert fixed == ("C",)
-    assert points == [{"C": True, "A": 1, "B": "x"}, {"C": True, "A": 1, "B": "y"},
-                      {"C": True, "A": 2, "B": "x"}, {"C": True, "A": 2, "B": "y"},
-                      {"C": True, "A": 9}, {"C": True, "B": "z", "D": [1, 2]}]
+    assert points == [
+        {"C": True, "A": 1, "B": "x"},
+        {"C": True, "A": 1, "B": "y"},
+        {"C": True, "A": 2, "B": "x"},
+        {"C": True, "A": 2, "B": "y"},
+        {"C": True, "A": 9},
+        {"C": True, "B": "z", "D": [1, 2]},
+    ]
 
 
 def test_point_ids_are_readable_stable_and_hash_every_parameter():
@@ -98,8 +114,14 @@ def test_declared_types_come_from_annotations_literals_and_arithmetic():
     declared = declared_parameters(PROBE)
     assert list(declared) == ["X", "N", "LABEL", "SCALE", "FAIL", "FAIL_IF_FILE", "ZOO_N"]
     assert {n: p.expected for n, p in declared.items()} == {
-        "X": float, "N": int, "LABEL": str, "SCALE": float, "FAIL": bool, "FAIL_IF_FILE": str,
-        "ZOO_N": int}
+        "X": float,
+        "N": int,
+        "LABEL": str,
+        "SCALE": float,
+        "FAIL": bool,
+        "FAIL_IF_FILE": str,
+        "ZOO_N": int,
+    }
     assert declared["SCALE"].value == SCALE and declared["N"].value == N_DEFAULT
 
 
@@ -120,33 +142,50 @@ def sweep_error(capsys, *args: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("grid, message", [
-    ("NOPE: [1]\nX: [1.0]\n", "declares no parameter NOPE; its parameters are: X, N, LABEL, "
-                              "SCALE, FAIL, FAIL_IF_FILE, ZOO_N"),
-    ("N: [1, 2.5]\n", "N=2.5 is of type float, but the notebook's default N = 2 is of type int"),
-    ("LABEL: [3]\n", "LABEL=3 is of type int, but the notebook's default LABEL = \"a\" is of "
-                     "type str"),
-    ("N: [true]\n", "N=True is of type bool"),
-    ("FAIL: [1]\n", "FAIL=1 is of type int, but the notebook's default FAIL = False is of type "
-                    "bool"),
-    ("SCALE: [1e-3]\n", "YAML reads 1e-3 as text: write it with a decimal point"),
-    ("X: [1.0]\nexplicit:\n  - {X: big}\n", "X='big' is of type str"),
-    ("", "is empty"),
-    ("# only a comment\n", "is empty"),
-    ("X: []\n", "X has no values, so the grid has no points"),
-    ("fixed: {X: 1.0}\n", "the grid has no points"),
-    ("X: 1.0\n", "X must be a list of values"),
-    ("X: [1.0]\nfixed: {X: 2.0}\n", "X is both varied and fixed"),
-    ("X: [1.0]\nfixed: {N: 3}\nexplicit:\n  - {N: 4}\n", "explicit point 1 sets N, which is fixed"),
-    ("value: [1.0]\n", "a parameter may not be called 'value'"),
-    ("- 1\n- 2\n", "must be a YAML mapping"),
-    ("X: [1.0, 2.0\n", "is not valid YAML"),
-    ("X: [2020-01-01]\n", "is not a plain number, text, list or mapping"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        (
+            "NOPE: [1]\nX: [1.0]\n",
+            "declares no parameter NOPE; its parameters are: X, N, LABEL, "
+            "SCALE, FAIL, FAIL_IF_FILE, ZOO_N",
+        ),
+        (
+            "N: [1, 2.5]\n",
+            "N=2.5 is of type float, but the notebook's default N = 2 is of type int",
+        ),
+        (
+            "LABEL: [3]\n",
+            'LABEL=3 is of type int, but the notebook\'s default LABEL = "a" is of type str',
+        ),
+        ("N: [true]\n", "N=True is of type bool"),
+        (
+            "FAIL: [1]\n",
+            "FAIL=1 is of type int, but the notebook's default FAIL = False is of type bool",
+        ),
+        ("SCALE: [1e-3]\n", "YAML reads 1e-3 as text: write it with a decimal point"),
+        ("X: [1.0]\nexplicit:\n  - {X: big}\n", "X='big' is of type str"),
+        ("", "is empty"),
+        ("# only a comment\n", "is empty"),
+        ("X: []\n", "X has no values, so the grid has no points"),
+        ("fixed: {X: 1.0}\n", "the grid has no points"),
+        ("X: 1.0\n", "X must be a list of values"),
+        ("X: [1.0]\nfixed: {X: 2.0}\n", "X is both varied and fixed"),
+        (
+            "X: [1.0]\nfixed: {N: 3}\nexplicit:\n  - {N: 4}\n",
+            "explicit point 1 sets N, which is fixed",
+        ),
+        ("value: [1.0]\n", "a parameter may not be called 'value'"),
+        ("- 1\n- 2\n", "must be a YAML mapping"),
+        ("X: [1.0, 2.0\n", "is not valid YAML"),
+        ("X: [2020-01-01]\n", "is not a plain number, text, list or mapping"),
+    ],
+)
 def test_bad_grids_are_one_clear_error_before_any_run(grid, message, tmp_path, capsys):
     out = tmp_path / "out"
-    line = sweep_error(capsys, str(PROBE), "--grid", str(write_grid(tmp_path, grid)),
-                       "--out", str(out))
+    line = sweep_error(
+        capsys, str(PROBE), "--grid", str(write_grid(tmp_path, grid)), "--out", str(out)
+    )
     assert message in line
     assert not out.exists()
 
@@ -155,20 +194,24 @@ def test_bad_command_lines_are_one_clear_error(tmp_path, capsys):
     grid = str(write_grid(tmp_path, {"X": [1.0, 2.0]}))
     assert "unknown notebook '99'" in sweep_error(capsys, "99", "--grid", grid)
     assert "no notebook file" in sweep_error(capsys, str(tmp_path / "nope.ipynb"), "--grid", grid)
-    assert "cannot read the grid file" in sweep_error(capsys, str(PROBE), "--grid",
-                                                      str(tmp_path / "missing.yaml"))
+    assert "cannot read the grid file" in sweep_error(
+        capsys, str(PROBE), "--grid", str(tmp_path / "missing.yaml")
+    )
     assert "--workers=0 must be an integer >= 1" in sweep_error(
-        capsys, str(PROBE), "--grid", grid, "--workers", "0")
+        capsys, str(PROBE), "--grid", grid, "--workers", "0"
+    )
     assert "leave out --workers" in sweep_error(
-        capsys, str(PROBE), "--grid", grid, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
+        capsys, str(PROBE), "--grid", grid, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"
+    )
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     line = sweep_error(capsys, str(PROBE), "--grid", grid, "--out", str(blocker / "out"))
     assert f"cannot write to {blocker / 'out'}" in line and "--out" in line
     used = tmp_path / "used"
     used.mkdir()
-    write_json_atomic(used / MANIFEST_FILE, {"notebook": "/elsewhere/other.ipynb",
-                                             "complete": True})
+    write_json_atomic(
+        used / MANIFEST_FILE, {"notebook": "/elsewhere/other.ipynb", "complete": True}
+    )
     line = sweep_error(capsys, str(PROBE), "--grid", grid, "--out", str(used))
     assert "holds a sweep of /elsewhere/other.ipynb" in line
     assert sorted(p.name for p in used.iterdir()) == [MANIFEST_FILE]
@@ -203,14 +246,15 @@ def test_local_sweep_on_two_workers_collects_a_tidy_table(tmp_path):
     assert len(table) == 4 * 3 and set(table["status"]) == {"ok"}
     assert set(table["point_id"]) == set(ids)
     assert table.groupby("point_id")["metric"].apply(sorted).map(tuple).unique().tolist() == [
-        ("label_length", "product", "scaled")]
+        ("label_length", "product", "scaled")
+    ]
     assert table["X"].dtype == "float64" and set(table["X"]) == {0.5, 2.0}
     check_values(table)
     csv = pd.read_csv(out / "results.csv")
     assert len(csv) == len(table) and abs(csv["value"].sum() - table["value"].sum()) < 1e-9
 
     page = (out / "summary.html").read_text()
-    assert page.count("class=\"plotly-graph-div\"") == 3 * 2  # 3 metrics x (X, N)
+    assert page.count('class="plotly-graph-div"') == 3 * 2  # 3 metrics x (X, N)
     assert "product vs X" in page and (out / "plotly.min.js").stat().st_size > 100_000
     pids = set()
     for pid in ids:
@@ -222,13 +266,17 @@ def test_local_sweep_on_two_workers_collects_a_tidy_table(tmp_path):
     share = str(max(1, (os.cpu_count() or 1) // 2))
     # the 2 workers share the CPUs; dask's MALLOC_TRIM_THRESHOLD_ stays out of the kernels
     assert {json.dumps(results(out, pid)["extra"]["environment"]) for pid in ids} == {
-        json.dumps({"OMP_NUM_THREADS": share, "MALLOC_TRIM_THRESHOLD_": None})}
+        json.dumps({"OMP_NUM_THREADS": share, "MALLOC_TRIM_THRESHOLD_": None})
+    }
 
 
 def test_local_kernels_share_the_cpus_and_drop_the_malloc_trim_setting(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert local_kernel_env(2) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4",
-                                   "MALLOC_TRIM_THRESHOLD_": None}
+    assert local_kernel_env(2) == {
+        "OMP_NUM_THREADS": "4",
+        "MKL_NUM_THREADS": "4",
+        "MALLOC_TRIM_THRESHOLD_": None,
+    }
     assert local_kernel_env(3)["OMP_NUM_THREADS"] == "2"
     assert local_kernel_env(16)["OMP_NUM_THREADS"] == "1"
 
@@ -236,10 +284,17 @@ def test_local_kernels_share_the_cpus_and_drop_the_malloc_trim_setting(monkeypat
 def test_cli_sweep_on_an_existing_loopback_cluster(loopback, tmp_path, capsys):
     address, _ = loopback
     out = tmp_path / "out"
-    grid = write_grid(tmp_path, "X: [1.0, 4.0]\nLABEL: [ab]\nfixed:\n  N: 5\n"
-                                "explicit:\n  - {X: 2.0, LABEL: abcd}\n  - {X: 3.0}\n")
-    assert cli.main(["sweep", str(PROBE), "--grid", str(grid), "--out", str(out),
-                     "--scheduler", address]) == 0
+    grid = write_grid(
+        tmp_path,
+        "X: [1.0, 4.0]\nLABEL: [ab]\nfixed:\n  N: 5\n"
+        "explicit:\n  - {X: 2.0, LABEL: abcd}\n  - {X: 3.0}\n",
+    )
+    assert (
+        cli.main(
+            ["sweep", str(PROBE), "--grid", str(grid), "--out", str(out), "--scheduler", address]
+        )
+        == 0
+    )
     assert "4 ran, 0 already complete, 0 failed" in capsys.readouterr().out
     table = pd.read_parquet(out / "results.parquet")
     assert table["point_id"].nunique() == 4 and len(table) == 12
@@ -248,13 +303,15 @@ def test_cli_sweep_on_an_existing_loopback_cluster(loopback, tmp_path, capsys):
     assert all(not p.startswith("N-") for p in table["point_id"])  # fixed N is not in the slug
 
 
-def test_a_failed_point_does_not_stop_the_others_and_is_retried_on_resume(loopback, tmp_path,
-                                                                         capsys):
+def test_a_failed_point_does_not_stop_the_others_and_is_retried_on_resume(
+    loopback, tmp_path, capsys
+):
     address, _ = loopback
     broken = tmp_path / "broken"
     broken.write_text("remove me to fix the point")
-    grid = write_grid(tmp_path, {"X": [1.0, 2.0],
-                                 "explicit": [{"X": 4.0, "FAIL_IF_FILE": str(broken)}]})
+    grid = write_grid(
+        tmp_path, {"X": [1.0, 2.0], "explicit": [{"X": 4.0, "FAIL_IF_FILE": str(broken)}]}
+    )
     out = tmp_path / "out"
     args = ["sweep", str(PROBE), "--grid", str(grid), "--out", str(out), "--scheduler", address]
     assert cli.main(args) == 1

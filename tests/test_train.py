@@ -1,4 +1,4 @@
-"""Training strategies: weight handling, freezing, BatchNorm, early stopping, adversarial training."""
+"""Training strategies: weights, freezing, BatchNorm, early stopping, adversarial training."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def test_finetune_copies_source_and_never_modifies_it(source, small):
     before = {n: t.clone() for n, t in source.state_dict().items()}
     model = prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=2)
     for name, tensor in source.state_dict().items():
-        assert torch.equal(model.state_dict()[name], tensor), name  # copied, head kept (same labels)
+        assert torch.equal(model.state_dict()[name], tensor), (
+            name
+        )  # copied, head kept (same labels)
     fit(model, small, None, TrainConfig(epochs=1), device="cpu", progress=False)
     for name, tensor in source.state_dict().items():
         assert torch.equal(before[name], tensor), f"source changed: {name}"
@@ -67,15 +69,19 @@ def test_frozen_stages_do_not_change_and_the_rest_does(source, small, frozen, pr
     for name, tensor in model.stages[:frozen].state_dict().items():
         assert torch.equal(frozen_before[name], tensor), f"frozen {name} changed"
     # BatchNorm running statistics are part of the frozen state above; trainable stages move.
-    changed = [n for n, t in model.stages[frozen:].state_dict().items()
-               if t.is_floating_point() and not torch.equal(free_before[n], t)]
+    changed = [
+        n
+        for n, t in model.stages[frozen:].state_dict().items()
+        if t.is_floating_point() and not torch.equal(free_before[n], t)
+    ]
     assert (len(changed) > 0) == (frozen < model.num_stages)
     assert not torch.equal(head_before, model.head.weight)
 
 
 def test_train_bn_lets_frozen_batchnorm_statistics_adapt(source, digits):
-    model = prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=2,
-                          train_bn=True)
+    model = prepare_model(
+        "finetune", arch="dtn", num_classes=10, source=source, frozen=2, train_bn=True
+    )
     bn_before = model.stages[0][1].running_mean.clone()
     conv_before = model.stages[0][0].weight.clone()
     fit(model, digits.test, None, TrainConfig(epochs=1), device="cpu", progress=False)
@@ -127,7 +133,8 @@ def test_ties_in_validation_accuracy_are_broken_by_validation_loss(digits):
     assert result.best_epoch != tied[0]["epoch"] or len({r["val_loss"] for r in tied}) == 1
     logits = model(val.floats())
     assert torch.nn.functional.cross_entropy(logits, val.labels).item() == pytest.approx(
-        kept["val_loss"], rel=1e-4)
+        kept["val_loss"], rel=1e-4
+    )
 
 
 def test_fgsm_adversarial_training_makes_the_model_more_robust(digits, precision):
@@ -138,8 +145,14 @@ def test_fgsm_adversarial_training_makes_the_model_more_robust(digits, precision
     for mode in ("none", "fgsm"):
         torch.manual_seed(0)
         model = build_model("dtn", 10)
-        fit(model, train, None, TrainConfig(epochs=4, seed=0, adversarial=mode, adv_eps=eps),
-            device="cpu", progress=False)
+        fit(
+            model,
+            train,
+            None,
+            TrainConfig(epochs=4, seed=0, adversarial=mode, adv_eps=eps),
+            device="cpu",
+            progress=False,
+        )
         scores[mode] = accuracy(model, fgsm(model, x, y, eps=eps), y)
     assert scores["fgsm"] > scores["none"] + 0.05, scores
 
@@ -151,23 +164,27 @@ def test_bfloat16_training_learns_as_well_and_keeps_float32_weights(small, digit
         monkeypatch.setenv("TLAB_PRECISION", choice)
         torch.manual_seed(0)
         models[choice] = build_model("dtn", 10)
-        fit(models[choice], small, None, TrainConfig(epochs=3, seed=0), device="cpu",
-            progress=False)
+        fit(
+            models[choice], small, None, TrainConfig(epochs=3, seed=0), device="cpu", progress=False
+        )
         scores[choice] = accuracy(models[choice], x, y)
     weights = {k: m.stages[0][0].weight for k, m in models.items()}
     assert all(w.dtype == torch.float32 for w in weights.values())
-    assert not torch.equal(weights["float32"], weights["bfloat16"])    # bfloat16 really ran
+    assert not torch.equal(weights["float32"], weights["bfloat16"])  # bfloat16 really ran
     assert scores["float32"] > 0.5 and abs(scores["bfloat16"] - scores["float32"]) < 0.1, scores
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(optimizer="rmsprop"), "sgd, adam"),
-    (dict(epochs=0), "epochs"),
-    (dict(adversarial="cw"), "none, fgsm, pgd"),
-    (dict(adv_labels="leaky"), "true, predicted"),
-    (dict(adv_eps=8), "[0, 1]"),
-    (dict(lr=-1.0), "lr"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(optimizer="rmsprop"), "sgd, adam"),
+        (dict(epochs=0), "epochs"),
+        (dict(adversarial="cw"), "none, fgsm, pgd"),
+        (dict(adv_labels="leaky"), "true, predicted"),
+        (dict(adv_eps=8), "[0, 1]"),
+        (dict(lr=-1.0), "lr"),
+    ],
+)
 def test_bad_training_configs_are_rejected(kwargs, message):
     with pytest.raises(TlabError, match=None) as info:
         TrainConfig(**kwargs)

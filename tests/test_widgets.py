@@ -25,17 +25,23 @@ def _title(panel: widgets.Panel) -> str:
 def render(eps: float, strategy: str, frozen: int) -> go.Figure:
     if frozen == 3:
         raise ValueError("no model with 3 frozen stages")
-    return go.Figure(go.Scatter(x=[0, 1], y=[eps, frozen]),
-                     layout={"title": f"{strategy} at {eps * 255:.0f}/255, k={frozen}"})
+    return go.Figure(
+        go.Scatter(x=[0, 1], y=[eps, frozen]),
+        layout={"title": f"{strategy} at {eps * 255:.0f}/255, k={frozen}"},
+    )
 
 
 @pytest.fixture
 def panel() -> widgets.Panel:
-    return widgets.Panel(render, {
-        "eps": widgets.eps_slider(8 / 255),
-        "strategy": ipw.ToggleButtons(options=["FT", "Scratch"], value="FT"),
-        "frozen": ipw.IntSlider(value=2, min=0, max=4, description="FT frozen k")},
-        applies={"frozen": lambda v: v["strategy"] == "FT"})
+    return widgets.Panel(
+        render,
+        {
+            "eps": widgets.eps_slider(8 / 255),
+            "strategy": ipw.ToggleButtons(options=["FT", "Scratch"], value="FT"),
+            "frozen": ipw.IntSlider(value=2, min=0, max=4, description="FT frozen k"),
+        },
+        applies={"frozen": lambda v: v["strategy"] == "FT"},
+    )
 
 
 def test_a_control_change_replaces_the_figure_in_the_output_region(panel):
@@ -69,7 +75,9 @@ def test_applies_must_name_a_control():
 
 def test_the_displayed_panel_carries_its_figure_and_a_note_for_pages_without_widgets(panel):
     data, metadata = panel._repr_mimebundle_()
-    assert WIDGET_MIME in data and data[PLOTLY_MIME]["layout"]["title"]["text"] == "FT at 8/255, k=2"
+    assert (
+        WIDGET_MIME in data and data[PLOTLY_MIME]["layout"]["title"]["text"] == "FT at 8/255, k=2"
+    )
     note = metadata[widgets.PANEL_NOTE_KEY]
     assert "eps = 8/255" in note and "FT frozen k = 2" in note and "JupyterLab" in note
 
@@ -77,10 +85,14 @@ def test_the_displayed_panel_carries_its_figure_and_a_note_for_pages_without_wid
 def test_the_export_keeps_the_figure_under_the_note_and_drops_widgets(panel):
     data, metadata = panel._repr_mimebundle_()
     progress_bar = {WIDGET_MIME: {"model_id": "x"}, "text/plain": "HBox(...)"}
-    cell = nbformat.v4.new_code_cell("panel", outputs=[
-        nbformat.v4.new_output("display_data", data=data, metadata=metadata),
-        nbformat.v4.new_output("display_data", data=progress_bar),
-        nbformat.v4.new_output("display_data", data=widgets.figure_bundle(panel.figure))])
+    cell = nbformat.v4.new_code_cell(
+        "panel",
+        outputs=[
+            nbformat.v4.new_output("display_data", data=data, metadata=metadata),
+            nbformat.v4.new_output("display_data", data=progress_bar),
+            nbformat.v4.new_output("display_data", data=widgets.figure_bundle(panel.figure)),
+        ],
+    )
     nb = nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {"state": {}}})
     out = offline_notebook(nb)
     assert "widgets" not in out.metadata and "widgets" in nb.metadata  # the input is untouched
@@ -95,9 +107,13 @@ def test_the_export_keeps_the_figure_under_the_note_and_drops_widgets(panel):
 
 
 def test_a_control_with_a_single_option_is_shown_disabled():
-    panel = widgets.Panel(render, {
-        "eps": ipw.SelectionSlider(options=[("8/255", 8 / 255)], value=8 / 255),
-        "strategy": ipw.Dropdown(options=["FT"], value="FT"),
-        "frozen": ipw.IntSlider(value=2, min=0, max=4)})
+    panel = widgets.Panel(
+        render,
+        {
+            "eps": ipw.SelectionSlider(options=[("8/255", 8 / 255)], value=8 / 255),
+            "strategy": ipw.Dropdown(options=["FT"], value="FT"),
+            "frozen": ipw.IntSlider(value=2, min=0, max=4),
+        },
+    )
     assert panel.controls["eps"].disabled and panel.controls["strategy"].disabled
     assert not panel.controls["frozen"].disabled

@@ -84,11 +84,19 @@ def tiny_lab(tmp_path_factory):
     """Two seeds of a tiny embedded setup, trained once for the module."""
     with tiny_data_folder(tmp_path_factory, "zhang-data"):
         s = zhang.setup("quick")
-        s = s.with_(source="syndigits:n_train=400,n_test=100",
-                    target="syndigits:colour=false,seed=1,n_train=200,n_test=80",
-                    common="letters:n_train=260,n_test=52", n_a=300, n_c=260, n_b=60,
-                    train_a=replace(s.train_a, epochs=3), train_b=replace(s.train_b, epochs=4),
-                    eval_n=None, seeds=(0, 1), eps_grid=(2 / 255, 16 / 255))
+        s = s.with_(
+            source="syndigits:n_train=400,n_test=100",
+            target="syndigits:colour=false,seed=1,n_train=200,n_test=80",
+            common="letters:n_train=260,n_test=52",
+            n_a=300,
+            n_c=260,
+            n_b=60,
+            train_a=replace(s.train_a, epochs=3),
+            train_b=replace(s.train_b, epochs=4),
+            eval_n=None,
+            seeds=(0, 1),
+            eps_grid=(2 / 255, 16 / 255),
+        )
         yield zhang.Lab(s, device="cpu")
 
 
@@ -101,10 +109,12 @@ def test_evaluation_matches_the_metrics_module(tiny_lab):
     model, source = tiny_lab.entry("FT", 1, 2).model, tiny_lab.entry("A", 1).model
     assert model.frozen_stages == 2
     attack = make_attack("fgsm", eps=16 / 255)
-    assert row["wb"][1] == pytest.approx(adversarial_accuracy(model, x, y, attack)
-                                         .adversarial_accuracy)
-    assert row["bb"][1] == pytest.approx(blackbox_accuracy(source, model, x, y, attack)
-                                         .adversarial_accuracy)
+    assert row["wb"][1] == pytest.approx(
+        adversarial_accuracy(model, x, y, attack).adversarial_accuracy
+    )
+    assert row["bb"][1] == pytest.approx(
+        blackbox_accuracy(source, model, x, y, attack).adversarial_accuracy
+    )
     white, black = row["wb"][1], row["bb"][1]
     if white > 0:
         assert row["gamma"][1] == pytest.approx((black - white) / white)
@@ -122,7 +132,7 @@ def test_a_on_b_is_its_own_black_box_attacker(tiny_lab):
     rounding), so the test checks the property for whatever accuracies the model reached."""
     row = tiny_lab.evaluate("A on B", seed=0)
     assert row["wb"] == row["bb"]
-    for white, gamma in zip(row["wb"], row["gamma"]):
+    for white, gamma in zip(row["wb"], row["gamma"], strict=True):
         assert (gamma == 0.0) if white > 0 else np.isnan(gamma), (white, gamma)
 
 
@@ -147,12 +157,16 @@ def test_claims_verdicts_follow_the_measured_numbers(tiny_lab):
     scratch = tiny_lab.across_seeds("Scratch", "clean")
     assert z1.verdict == effect(np.subtract(ft, scratch)).verdict == TOO_FEW  # 2 seeds
     grows = claims[2]
-    gap = [tiny_lab.across_seeds("FT", "wb", e, frozen=0)[i]
-           - tiny_lab.across_seeds("Scratch", "wb", e)[i] for e in (2 / 255, 16 / 255)
-           for i in range(2)]
-    assert f"{100 * np.mean(gap[2:]):.1f}%" in grows.measured   # the gap at the largest eps
+    gap = [
+        tiny_lab.across_seeds("FT", "wb", e, frozen=0)[i]
+        - tiny_lab.across_seeds("Scratch", "wb", e)[i]
+        for e in (2 / 255, 16 / 255)
+        for i in range(2)
+    ]
+    assert f"{100 * np.mean(gap[2:]):.1f}%" in grows.measured  # the gap at the largest eps
     gammas = tiny_lab.across_seeds("FT", "gamma", 16 / 255) + tiny_lab.across_seeds(
-        "Scratch", "gamma", 16 / 255)
+        "Scratch", "gamma", 16 / 255
+    )
     if all(np.isfinite(gammas)):
         assert "gamma < 0 in" in claims[4].measured
     else:  # a white-box accuracy of 0 leaves gamma undefined: the claim cannot hold

@@ -29,7 +29,7 @@ def test_standard_plan_sweeps_the_papers_factors_and_reuses_the_default():
     assert (wrn.arch, wrn.arch_options, wrn.frozen) == ("wrn", {"depth": 10, "width": 1}, (0, 4))
     assert p["arch"][1].label == "WRN-10-1"
     # the default point of each sweep is the very model notebooks 02-04 train
-    default = [v for v in p["n_b"] if v.setup.n_b == base.n_b][0].setup
+    default = next(v for v in p["n_b"] if v.setup.n_b == base.n_b).setup
     assert default.spec("FT", 1) == base.spec("FT", 1)
     assert p["source"][0].setup.spec("FT", 0) == base.spec("FT", 0)
     assert p["n_a"][0].setup.spec("Scratch", 0) == base.spec("Scratch", 0)  # Scratch ignores A
@@ -56,14 +56,30 @@ def test_bad_names_are_refused_with_the_choices():
 
 def _table_stub():
     import pandas as pd
+
     rows = []
     for seed in (0, 1):
         for role, depth, acc in (("Scratch", "-", 0.5), ("FT", "0", 0.8)):
             for eps in (2, 16):
-                rows.append(dict(ablation="n_b", variant="n_B = 50", position=0, seed=seed,
-                                 model=role, role=role, frozen=0, depth=depth, eps=eps,
-                                 clean=acc + 0.01 * seed, wb=acc / 2, bb=0.9, gamma=0.1,
-                                 source_accuracy=0.9, same_labels=True))
+                rows.append(
+                    dict(
+                        ablation="n_b",
+                        variant="n_B = 50",
+                        position=0,
+                        seed=seed,
+                        model=role,
+                        role=role,
+                        frozen=0,
+                        depth=depth,
+                        eps=eps,
+                        clean=acc + 0.01 * seed,
+                        wb=acc / 2,
+                        bb=0.9,
+                        gamma=0.1,
+                        source_accuracy=0.9,
+                        same_labels=True,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -76,13 +92,25 @@ def tiny(tmp_path_factory):
     (float32), with 120 it gets 7-8: the table stays well clear of 0 whatever the precision."""
     with tiny_data_folder(tmp_path_factory, "ablation-data"):
         s = zhang.setup("quick")
-        base = s.with_(source=SOURCE,
-                       target="syndigits:colour=false,seed=1,n_train=200,n_test=120",
-                       common="", n_a=200, n_b=60, train_a=replace(s.train_a, epochs=1),
-                       train_b=replace(s.train_b, epochs=2), eval_n=None,
-                       eps_grid=(2 / 255, 16 / 255))
-        p = za.plan(base, n_b=(30, 60), n_a=(100, 200), sources=(SOURCE, GREY, LETTERS),
-                    archs=("dtn", "wrn:depth=10,width=1"), n_b_seeds=(0, 1))
+        base = s.with_(
+            source=SOURCE,
+            target="syndigits:colour=false,seed=1,n_train=200,n_test=120",
+            common="",
+            n_a=200,
+            n_b=60,
+            train_a=replace(s.train_a, epochs=1),
+            train_b=replace(s.train_b, epochs=2),
+            eval_n=None,
+            eps_grid=(2 / 255, 16 / 255),
+        )
+        p = za.plan(
+            base,
+            n_b=(30, 60),
+            n_a=(100, 200),
+            sources=(SOURCE, GREY, LETTERS),
+            archs=("dtn", "wrn:depth=10,width=1"),
+            n_b_seeds=(0, 1),
+        )
         variants = [v for name in za.ABLATIONS for v in p[name]]
         table = za.results(variants, device="cpu")
         yield p, table
@@ -99,7 +127,7 @@ def test_results_table_matches_the_cached_evaluations(tiny):
     assert set(table[table["ablation"] == "n_a"]["seed"]) == {0}
     # 6 rows per (variant, seed, model) and eps: 2 eps each; letters has no A on B row
     counts = table.groupby(["ablation", "variant", "seed"]).size()
-    assert counts[("n_b", "n_B = 30", 0)] == 2 * 2           # Scratch, FT-0
+    assert counts[("n_b", "n_B = 30", 0)] == 2 * 2  # Scratch, FT-0
     assert counts[("source", za.source_label(GREY), 0)] == 2 * 3  # + A on B
     assert counts[("source", za.source_label(LETTERS), 0)] == 2 * 2
 
@@ -129,9 +157,14 @@ def test_gains_are_paired_by_seed(tiny):
 def test_figure_and_summary_read_the_table(tiny):
     _, table = tiny
     fig = za.sweep_figure(table, "n_b", metric="wb", eps=16)
-    scratch, ft, bar = fig.data
-    means = table[(table["ablation"] == "n_b") & (table["eps"] == 16) & (table["role"] == "FT")
-                  ].groupby("position")["wb"].mean().to_numpy() * 100
+    _scratch, ft, bar = fig.data
+    means = (
+        table[(table["ablation"] == "n_b") & (table["eps"] == 16) & (table["role"] == "FT")]
+        .groupby("position")["wb"]
+        .mean()
+        .to_numpy()
+        * 100
+    )
     assert np.allclose(ft.y, means) and list(bar.x) == ["n_B = 30", "n_B = 60"]
     s = za.summary_table(table, "source", eps=2)
     assert list(s.index) == [za.source_label(x) for x in (SOURCE, GREY, LETTERS)]
@@ -145,7 +178,7 @@ def test_claims_and_record_follow_the_numbers(tiny):
     g = za.gains(table, "arch", eps=16)
     wrn_clean = g[g["variant"] == "WRN-10-1"]["clean"].item()
     assert f"{100 * wrn_clean:+.3g} points" in claims[6].measured
-    assert claims[6].verdict == TOO_FEW                      # one seed: no interval
+    assert claims[6].verdict == TOO_FEW  # one seed: no interval
     metrics = za.record_metrics(table, eps=16)
     ft30 = table[(table["variant"] == "n_B = 30") & (table["role"] == "FT") & (table["eps"] == 16)]
     assert metrics["n_b_30_clean_ft0"] == pytest.approx(ft30["clean"].mean())

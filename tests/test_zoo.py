@@ -17,8 +17,9 @@ from tlab.errors import CorruptZooEntryError, DataFolderError, TlabError
 
 TINY = TrainConfig(epochs=1, batch_size=64, val_fraction=0.2)
 SOURCE = zoo.ModelSpec(domain="digits", n=200, train=TINY)
-TARGET = zoo.ModelSpec(domain="digits", n=100, subset_seed=1, strategy="finetune", source=SOURCE,
-                       frozen=2, train=TINY)
+TARGET = zoo.ModelSpec(
+    domain="digits", n=100, subset_seed=1, strategy="finetune", source=SOURCE, frozen=2, train=TINY
+)
 
 
 @pytest.fixture(autouse=True)
@@ -72,11 +73,18 @@ def test_finetuned_entry_trains_its_source_and_restores_frozen_stages():
     assert entry.meta["spec"]["source"]["key"] == SOURCE.key()
 
 
-@pytest.mark.parametrize("change", [
-    dict(n=201), dict(subset_seed=3), dict(arch="resnet20"), dict(domain="syndigits"),
-    dict(train=dataclasses.replace(TINY, epochs=2)), dict(train=dataclasses.replace(TINY, lr=0.1)),
-    dict(domain_params={"seed": 1}),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(n=201),
+        dict(subset_seed=3),
+        dict(arch="resnet20"),
+        dict(domain="syndigits"),
+        dict(train=dataclasses.replace(TINY, epochs=2)),
+        dict(train=dataclasses.replace(TINY, lr=0.1)),
+        dict(domain_params={"seed": 1}),
+    ],
+)
 def test_every_ingredient_changes_the_key(change):
     assert dataclasses.replace(SOURCE, **change).key() != SOURCE.key()
 
@@ -121,6 +129,7 @@ def test_loading_never_runs_code_from_a_weights_file(tmp_path):
     weights.write_bytes(evil)
     meta = json.loads(meta_path.read_text())
     import hashlib
+
     meta.update(sha256=hashlib.sha256(evil).hexdigest(), size_bytes=len(evil))
     meta_path.write_text(json.dumps(meta))  # even a matching checksum cannot make it load
     with pytest.raises(CorruptZooEntryError):
@@ -133,6 +142,7 @@ def _train_in_process(data_dir: str, queue) -> None:
 
     os.environ["TLAB_DATA"] = data_dir
     from tlab.core import zoo as zoo_module
+
     entry = zoo_module.get_or_train(SOURCE, progress=False, device="cpu")
     queue.put((entry.from_cache, entry.meta["sha256"]))
 
@@ -147,7 +157,10 @@ def test_two_processes_train_one_entry_once(data_dir):
         p.join(timeout=300)
         assert p.exitcode == 0
     results = [queue.get(timeout=5) for _ in procs]
-    assert sorted(r[0] for r in results) == [False, True]  # one trained, the other waited and loaded
+    assert sorted(r[0] for r in results) == [
+        False,
+        True,
+    ]  # one trained, the other waited and loaded
     assert results[0][1] == results[1][1]
     assert zoo.load_entry(SOURCE.key()).meta["sha256"] == results[0][1]
     assert not list(zoo.zoo_dir().glob("*.tmp"))

@@ -13,6 +13,7 @@ settings, the evaluation data) plus the tlab version. JSON-able values are store
 are atomic and locked per key, like the zoo's; a corrupt file is reported with a warning and
 recomputed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,9 +70,15 @@ def recipe_hash(recipe: Any, length: int = 20) -> str:
 T = TypeVar("T")
 
 
-def _cached(kind: str, recipe: dict[str, Any], suffix: str, compute: Callable[[], T],
-            load: Callable[[Path], T], dump: Callable[[T], bytes],
-            errors: tuple[type[Exception], ...]) -> T:
+def _cached(
+    kind: str,
+    recipe: dict[str, Any],
+    suffix: str,
+    compute: Callable[[], T],
+    load: Callable[[Path], T],
+    dump: Callable[[T], bytes],
+    errors: tuple[type[Exception], ...],
+) -> T:
     """Load ``kind``'s entry for ``recipe`` or compute, store and return it (locked per key)."""
     folder = subdir("results")
     key = recipe_hash({"kind": kind, "recipe": recipe, "tlab_version": tlab.__version__})
@@ -81,8 +88,11 @@ def _cached(kind: str, recipe: dict[str, Any], suffix: str, compute: Callable[[]
             try:
                 return load(path)
             except errors as exc:
-                warnings.warn(f"cached result {path.name} is corrupt ({exc}); recomputing it",
-                              RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"cached result {path.name} is corrupt ({exc}); recomputing it",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         atomic_write(path, dump(compute()))
         return load(path)
 
@@ -95,22 +105,33 @@ def cached_result(kind: str, recipe: dict[str, Any], compute: Callable[[], T]) -
     is always the one read back from disk, so a first run and a warm run see identical values.
     """
     return _cached(
-        kind, recipe, "json", compute,
+        kind,
+        recipe,
+        "json",
+        compute,
         load=lambda path: json.loads(path.read_text())["value"],
-        dump=lambda value: json.dumps({"kind": kind, "recipe": recipe, "value": value},
-                                      default=float).encode(),
-        errors=(ValueError, KeyError))
+        dump=lambda value: json.dumps(
+            {"kind": kind, "recipe": recipe, "value": value}, default=float
+        ).encode(),
+        errors=(ValueError, KeyError),
+    )
 
 
-def cached_tensors(kind: str, recipe: dict[str, Any],
-                   compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def cached_tensors(
+    kind: str, recipe: dict[str, Any], compute: Callable[[], dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     """Like :func:`cached_result` for a dict of tensors (crafted images, per-example numbers).
 
     Stored with safetensors: reading a cached file never executes code.
     """
     return _cached(
-        kind, recipe, "safetensors", compute,
+        kind,
+        recipe,
+        "safetensors",
+        compute,
         load=lambda path: safetensors.torch.load_file(str(path)),
         dump=lambda tensors: safetensors.torch.save(
-            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}),
-        errors=(OSError, safetensors.SafetensorError))
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        ),
+        errors=(OSError, safetensors.SafetensorError),
+    )

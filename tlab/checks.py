@@ -45,17 +45,27 @@ def check_stage(value: object, stages: int, *, name: str, first: int = 0, hint: 
     works at (``first=1``, Wang et al. Sec. 3), the stages ``features`` runs. ``hint`` says
     what the ends of the range mean for the caller's model.
     """
-    if isinstance(value, bool) or not isinstance(value, Integral) \
-            or not first <= int(value) <= stages:
-        raise TlabError(f"{name}={value!r} is outside the valid range {first}..{stages}"
-                        + (f" ({hint})" if hint else ""))
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Integral)
+        or not first <= int(value) <= stages
+    ):
+        raise TlabError(
+            f"{name}={value!r} is outside the valid range {first}..{stages}"
+            + (f" ({hint})" if hint else "")
+        )
     return int(value)
 
 
 def check_counts(value: object, *, name: str, most: int, example: Sequence[int]) -> tuple[int, ...]:
     """A list of 1 to ``most`` positive integers (layers per block, channels per stage...)."""
-    if not (isinstance(value, (tuple, list)) and 1 <= len(value) <= most
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
-        raise TlabError(f"{name}={value!r} must be a list of 1 to {most} positive integers, "
-                        f"e.g. {list(example)}")
+    if not (
+        isinstance(value, (tuple, list))
+        and 1 <= len(value) <= most
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        raise TlabError(
+            f"{name}={value!r} must be a list of 1 to {most} positive integers, "
+            f"e.g. {list(example)}"
+        )
     return tuple(value)

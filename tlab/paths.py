@@ -31,16 +31,15 @@ def writable_dir(path: Path, *, advice: str = "") -> Path:
     Raises :class:`DataFolderError` with ``advice`` (by default: how to use ``TLAB_DATA``)
     when it cannot.
     """
-    advice = advice or ("make it writable or point TLAB_DATA at a writable folder, "
-                        "e.g. TLAB_DATA=$HOME/tlab-data")
+    advice = advice or (
+        "make it writable or point TLAB_DATA at a writable folder, e.g. TLAB_DATA=$HOME/tlab-data"
+    )
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise DataFolderError(
-            f"cannot write to {path} ({exc.strerror or exc}); {advice}"
-        ) from exc
+        raise DataFolderError(f"cannot write to {path} ({exc.strerror or exc}); {advice}") from exc
     return path
 
 

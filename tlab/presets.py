@@ -57,8 +57,10 @@ class PresetTable:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per knob: ``knob``, the three presets' values, ``means``."""
-        return [{"knob": name, **{p: getattr(knob, p) for p in PRESETS}, "means": knob.means}
-                for name, knob in self.knobs.items()]
+        return [
+            {"knob": name, **{p: getattr(knob, p) for p in PRESETS}, "means": knob.means}
+            for name, knob in self.knobs.items()
+        ]
 
     def __repr__(self) -> str:
         return f"PresetTable({self.title!r}, {len(self.knobs)} knobs)"

@@ -39,7 +39,7 @@ __all__ = [
     "student_gini",
 ]
 
-GINI_THRESHOLD = 0.1   # Wang et al. 2018, Sec. 5.1: below it, the candidate is the teacher
+GINI_THRESHOLD = 0.1  # Wang et al. 2018, Sec. 5.1: below it, the candidate is the teacher
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
@@ -63,15 +63,19 @@ def gini(p: torch.Tensor) -> torch.Tensor:
     if not isinstance(p, torch.Tensor) or not p.is_floating_point() or p.dim() == 0:
         raise TlabError("gini() needs a float tensor whose last dimension holds the values")
     if p.shape[-1] == 0 or bool((p < 0).any()):
-        raise TlabError("gini() needs at least one non-negative value per vector "
-                        "(e.g. softmax probabilities)")
+        raise TlabError(
+            "gini() needs at least one non-negative value per vector (e.g. softmax probabilities)"
+        )
     n = p.shape[-1]
     ordered = torch.sort(p, dim=-1).values
     rank = torch.arange(1, n + 1, device=p.device, dtype=p.dtype)
     total = ordered.sum(-1)
     weighted = ((2 * rank - n - 1) * ordered).sum(-1)
-    return torch.where(total > 0, weighted / (n * total.clamp_min(torch.finfo(p.dtype).tiny)),
-                       torch.zeros_like(total))
+    return torch.where(
+        total > 0,
+        weighted / (n * total.clamp_min(torch.finfo(p.dtype).tiny)),
+        torch.zeros_like(total),
+    )
 
 
 def _probe(candidate: StagedModel, name: str) -> None:
@@ -83,16 +87,26 @@ def _probe(candidate: StagedModel, name: str) -> None:
         with eval_mode(candidate), torch.no_grad():
             features = candidate.features(x, candidate.num_stages)
     except RuntimeError as err:
-        raise TlabError(f"candidate {name} ({candidate.arch!r}) cannot process {IMAGE_SHAPE} "
-                        f"images, the input size every tlab domain uses: {err}") from err
+        raise TlabError(
+            f"candidate {name} ({candidate.arch!r}) cannot process {IMAGE_SHAPE} "
+            f"images, the input size every tlab domain uses: {err}"
+        ) from err
     if features.dim() != 2:
-        raise TlabError(f"candidate {name} ({candidate.arch!r}) gives features of shape "
-                        f"{tuple(features.shape[1:])} before its head; fingerprinting needs the "
-                        "flat vector the classifier reads")
+        raise TlabError(
+            f"candidate {name} ({candidate.arch!r}) gives features of shape "
+            f"{tuple(features.shape[1:])} before its head; fingerprinting needs the "
+            "flat vector the classifier reads"
+        )
 
 
-def fingerprint_images(candidate: StagedModel, n: int = 1, *, steps: int = DEFAULT_STEPS,
-                       lr: float = 1.0, seed: int = 0) -> MimicryResult:
+def fingerprint_images(
+    candidate: StagedModel,
+    n: int = 1,
+    *,
+    steps: int = DEFAULT_STEPS,
+    lr: float = 1.0,
+    seed: int = 0,
+) -> MimicryResult:
     """``n`` images whose representation at the candidate's last stage is (nearly) zero.
 
     Starts from seeded uniform noise and runs the mimicry optimisation of
@@ -106,11 +120,13 @@ def fingerprint_images(candidate: StagedModel, n: int = 1, *, steps: int = DEFAU
     generator = torch.Generator().manual_seed(int(seed))
     noise = torch.rand((n, *IMAGE_SHAPE), generator=generator)
     with eval_mode(candidate), torch.no_grad():
-        shape = candidate.features(noise[:1].to(model_device(candidate)),
-                                   candidate.num_stages).shape[1:]
+        shape = candidate.features(
+            noise[:1].to(model_device(candidate)), candidate.num_stages
+        ).shape[1:]
     zeros = torch.zeros((n, *shape))
-    return mimic_features([candidate], [candidate.num_stages], noise, [zeros], budget=None,
-                          steps=steps, lr=lr)
+    return mimic_features(
+        [candidate], [candidate.num_stages], noise, [zeros], budget=None, steps=steps, lr=lr
+    )
 
 
 def student_gini(student: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -119,25 +135,34 @@ def student_gini(student: nn.Module, images: torch.Tensor) -> torch.Tensor:
     with eval_mode(student), torch.no_grad():
         logits = student(images.to(model_device(student)))
     if logits.dim() != 2 or logits.shape[1] < 2:
-        raise TlabError(f"the student must output (N, classes) logits with at least 2 classes, "
-                        f"got shape {tuple(logits.shape)}")
+        raise TlabError(
+            f"the student must output (N, classes) logits with at least 2 classes, "
+            f"got shape {tuple(logits.shape)}"
+        )
     return gini(logits.float().softmax(dim=1)).to(images.device)
 
 
-def _named(models: Sequence[ModelT] | Mapping[str, ModelT], what: str
-           ) -> list[tuple[str, ModelT]]:
-    items = list(models.items()) if isinstance(models, Mapping) else [
-        (str(i), m) for i, m in enumerate(models)]
+def _named(models: Sequence[ModelT] | Mapping[str, ModelT], what: str) -> list[tuple[str, ModelT]]:
+    items = (
+        list(models.items())
+        if isinstance(models, Mapping)
+        else [(str(i), m) for i, m in enumerate(models)]
+    )
     if not items:
         raise TlabError(f"fingerprint_matrix needs at least one {what}")
     return items
 
 
-def fingerprint_matrix(candidates: Sequence[StagedModel] | Mapping[str, StagedModel],
-                       students: Sequence[nn.Module] | Mapping[str, nn.Module], *,
-                       n_images: int = 1, steps: int = DEFAULT_STEPS, lr: float = 1.0,
-                       seed: int = 0, images: Callable[[str], torch.Tensor] | None = None
-                       ) -> torch.Tensor:
+def fingerprint_matrix(
+    candidates: Sequence[StagedModel] | Mapping[str, StagedModel],
+    students: Sequence[nn.Module] | Mapping[str, nn.Module],
+    *,
+    n_images: int = 1,
+    steps: int = DEFAULT_STEPS,
+    lr: float = 1.0,
+    seed: int = 0,
+    images: Callable[[str], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Mean Gini coefficient for every (candidate teacher, student): shape (candidates, students).
 
     Row i uses ``n_images`` fingerprint images of candidate i (the paper averaged 10); entries
@@ -152,7 +177,10 @@ def fingerprint_matrix(candidates: Sequence[StagedModel] | Mapping[str, StagedMo
         _probe(candidate, repr(name))
     rows = []
     for name, candidate in named_candidates:
-        prints = images(name) if images is not None else fingerprint_images(
-            candidate, n_images, steps=steps, lr=lr, seed=seed).adversarial
+        prints = (
+            images(name)
+            if images is not None
+            else fingerprint_images(candidate, n_images, steps=steps, lr=lr, seed=seed).adversarial
+        )
         rows.append(torch.stack([student_gini(s, prints).mean() for _, s in named_students]))
     return torch.stack(rows)

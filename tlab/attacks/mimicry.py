@@ -80,8 +80,10 @@ __all__ = [
 def _check_batch(x: object, name: str) -> torch.Tensor:
     images = check_images(x, name=name)
     if tuple(images.shape[1:]) != IMAGE_SHAPE or images.shape[0] == 0:
-        raise TlabError(f"{name} must hold at least one image shaped {IMAGE_SHAPE} (N, 3, 32, 32) "
-                        f"with pixels in [0, 1], got shape {tuple(images.shape)}")
+        raise TlabError(
+            f"{name} must hold at least one image shaped {IMAGE_SHAPE} (N, 3, 32, 32) "
+            f"with pixels in [0, 1], got shape {tuple(images.shape)}"
+        )
     return images
 
 
@@ -89,19 +91,30 @@ def _check_pairs(sources: object, targets: object) -> tuple[torch.Tensor, torch.
     src = _check_batch(sources, "sources")
     tgt = _check_batch(targets, "targets")
     if src.shape[0] != tgt.shape[0]:
-        raise TlabError(f"sources ({src.shape[0]}) and targets ({tgt.shape[0]}) must have the same "
-                        "length: pair i is (sources[i], targets[i])")
+        raise TlabError(
+            f"sources ({src.shape[0]}) and targets ({tgt.shape[0]}) must have the same "
+            "length: pair i is (sources[i], targets[i])"
+        )
     return src, tgt
 
 
 def _check_teacher(teacher: object, layer: object, name: str = "teacher") -> int:
     if not isinstance(teacher, StagedModel):
-        raise TlabError(f"{name} must be a StagedModel (tlab.core.models.build_model, the zoo), "
-                        f"got {type(teacher).__name__}; the attack reads its stage outputs")
+        raise TlabError(
+            f"{name} must be a StagedModel (tlab.core.models.build_model, the zoo), "
+            f"got {type(teacher).__name__}; the attack reads its stage outputs"
+        )
     n = teacher.num_stages
-    return check_stage(layer, n, name="layer", first=1, hint=(
-        f"for this {teacher.arch!r} {name}, stages {teacher.describe_stages()}; layer={n} is the "
-        f"vector its classifier reads (Wang's layer N-1)"))
+    return check_stage(
+        layer,
+        n,
+        name="layer",
+        first=1,
+        hint=(
+            f"for this {teacher.arch!r} {name}, stages {teacher.describe_stages()}; "
+            f"layer={n} is the vector its classifier reads (Wang's layer N-1)"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,27 +122,43 @@ def _check_teacher(teacher: object, layer: object, name: str = "teacher") -> int
 # ---------------------------------------------------------------------------------------------
 
 
-def _target_features(teachers: Sequence[StagedModel], layers: Sequence[int],
-                     targets: torch.Tensor, batch_size: int | None) -> list[torch.Tensor]:
+def _target_features(
+    teachers: Sequence[StagedModel],
+    layers: Sequence[int],
+    targets: torch.Tensor,
+    batch_size: int | None,
+) -> list[torch.Tensor]:
     """Each teacher's layer-K representation of the target images (computed once)."""
     size = targets.shape[0] if batch_size is None else batch_size
     features = []
     with all_eval(teachers), torch.no_grad():
         for teacher, layer in zip(teachers, layers, strict=True):
             device = model_device(teacher)
-            parts = [teacher.features(targets[lo:lo + size].to(device, torch.float32), layer)
-                     for lo in range(0, targets.shape[0], size)]
+            parts = [
+                teacher.features(targets[lo : lo + size].to(device, torch.float32), layer)
+                for lo in range(0, targets.shape[0], size)
+            ]
             features.append(torch.cat(parts))
     return features
 
 
-def mimicry_attack_ensemble(teachers: Sequence[StagedModel], sources: torch.Tensor,
-                            targets: torch.Tensor, *, layers: Sequence[int], budget: float,
-                            budget_kind: str = "dssim", steps: int = DEFAULT_STEPS,
-                            lr: float = 1.0, penalty: float = DEFAULT_PENALTY,
-                            input_dropout: float = 0.0, eot_samples: int = 1,
-                            seed: int | None = None, history: bool = False,
-                            batch_size: int | None = None) -> MimicryResult:
+def mimicry_attack_ensemble(
+    teachers: Sequence[StagedModel],
+    sources: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    layers: Sequence[int],
+    budget: float,
+    budget_kind: str = "dssim",
+    steps: int = DEFAULT_STEPS,
+    lr: float = 1.0,
+    penalty: float = DEFAULT_PENALTY,
+    input_dropout: float = 0.0,
+    eot_samples: int = 1,
+    seed: int | None = None,
+    history: bool = False,
+    batch_size: int | None = None,
+) -> MimicryResult:
     """Targeted mimicry of several teachers at once: minimise the sum of their layer distances.
 
     Beyond the paper: Wang et al. (2018, Sec. 6.3) propose an ensemble of students built from
@@ -142,8 +171,10 @@ def mimicry_attack_ensemble(teachers: Sequence[StagedModel], sources: torch.Tens
     teachers = list(teachers)
     layers = list(layers)
     if not teachers or len(teachers) != len(layers):
-        raise TlabError(f"need at least one teacher and one layer per teacher, got "
-                        f"{len(teachers)} teacher(s) and {len(layers)} layer(s)")
+        raise TlabError(
+            f"need at least one teacher and one layer per teacher, got "
+            f"{len(teachers)} teacher(s) and {len(layers)} layer(s)"
+        )
     for j, (teacher, layer) in enumerate(zip(teachers, layers, strict=True)):
         _check_teacher(teacher, layer, name=f"teachers[{j}]")
     src, tgt = _check_pairs(sources, targets)
@@ -151,17 +182,41 @@ def mimicry_attack_ensemble(teachers: Sequence[StagedModel], sources: torch.Tens
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, name="batch_size")
     features = _target_features(teachers, layers, tgt, batch_size)
-    return mimic_features(teachers, layers, src, features, budget=budget,
-                          budget_kind=budget_kind, steps=steps, lr=lr, penalty=penalty,
-                          input_dropout=input_dropout, eot_samples=eot_samples, seed=seed,
-                          history=history, batch_size=batch_size)
+    return mimic_features(
+        teachers,
+        layers,
+        src,
+        features,
+        budget=budget,
+        budget_kind=budget_kind,
+        steps=steps,
+        lr=lr,
+        penalty=penalty,
+        input_dropout=input_dropout,
+        eot_samples=eot_samples,
+        seed=seed,
+        history=history,
+        batch_size=batch_size,
+    )
 
 
-def mimicry_attack(teacher: StagedModel, sources: torch.Tensor, targets: torch.Tensor, *,
-                   layer: int, budget: float, budget_kind: str = "dssim",
-                   steps: int = DEFAULT_STEPS, lr: float = 1.0, penalty: float = DEFAULT_PENALTY,
-                   input_dropout: float = 0.0, eot_samples: int = 1, seed: int | None = None,
-                   history: bool = False, batch_size: int | None = None) -> MimicryResult:
+def mimicry_attack(
+    teacher: StagedModel,
+    sources: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    layer: int,
+    budget: float,
+    budget_kind: str = "dssim",
+    steps: int = DEFAULT_STEPS,
+    lr: float = 1.0,
+    penalty: float = DEFAULT_PENALTY,
+    input_dropout: float = 0.0,
+    eot_samples: int = 1,
+    seed: int | None = None,
+    history: bool = False,
+    batch_size: int | None = None,
+) -> MimicryResult:
     """Targeted mimicry attack (Wang et al. 2018, Sec. 3, Eq. 1), batched over pairs.
 
     Pair i turns ``sources[i]`` into an image whose ``teacher.features(., layer)`` is as close
@@ -192,18 +247,42 @@ def mimicry_attack(teacher: StagedModel, sources: torch.Tensor, targets: torch.T
     source back and ``in_budget=False``.
     """
     return mimicry_attack_ensemble(
-        [teacher], sources, targets, layers=[layer], budget=budget, budget_kind=budget_kind,
-        steps=steps, lr=lr, penalty=penalty, input_dropout=input_dropout,
-        eot_samples=eot_samples, seed=seed, history=history, batch_size=batch_size)
+        [teacher],
+        sources,
+        targets,
+        layers=[layer],
+        budget=budget,
+        budget_kind=budget_kind,
+        steps=steps,
+        lr=lr,
+        penalty=penalty,
+        input_dropout=input_dropout,
+        eot_samples=eot_samples,
+        seed=seed,
+        history=history,
+        batch_size=batch_size,
+    )
 
 
-def mimicry_untargeted(teacher: StagedModel, sources: torch.Tensor, target_pool: torch.Tensor, *,
-                       layer: int, budget: float, source_labels: torch.Tensor | None = None,
-                       pool_labels: torch.Tensor | None = None, budget_kind: str = "dssim",
-                       steps: int = DEFAULT_STEPS, lr: float = 1.0,
-                       penalty: float = DEFAULT_PENALTY, input_dropout: float = 0.0,
-                       eot_samples: int = 1, seed: int | None = None, history: bool = False,
-                       batch_size: int | None = None) -> MimicryResult:
+def mimicry_untargeted(
+    teacher: StagedModel,
+    sources: torch.Tensor,
+    target_pool: torch.Tensor,
+    *,
+    layer: int,
+    budget: float,
+    source_labels: torch.Tensor | None = None,
+    pool_labels: torch.Tensor | None = None,
+    budget_kind: str = "dssim",
+    steps: int = DEFAULT_STEPS,
+    lr: float = 1.0,
+    penalty: float = DEFAULT_PENALTY,
+    input_dropout: float = 0.0,
+    eot_samples: int = 1,
+    seed: int | None = None,
+    history: bool = False,
+    batch_size: int | None = None,
+) -> MimicryResult:
     """Non-targeted mimicry (Wang et al. 2018, Sec. 3, Eq. 2): the closest of several targets.
 
     Each source is attacked towards every image of ``target_pool`` (the paper used 5 guide
@@ -219,8 +298,10 @@ def mimicry_untargeted(teacher: StagedModel, sources: torch.Tensor, target_pool:
     src = _check_batch(sources, "sources")
     pool = _check_batch(target_pool, "target_pool")
     if (source_labels is None) != (pool_labels is None):
-        raise TlabError("pass both source_labels and pool_labels (to skip guides of the source's "
-                        "own class) or neither")
+        raise TlabError(
+            "pass both source_labels and pool_labels (to skip guides of the source's "
+            "own class) or neither"
+        )
     allowed = torch.ones(src.shape[0], pool.shape[0], dtype=torch.bool)
     if source_labels is not None:
         s_lab = check_labels(source_labels, src.shape[0], name="source_labels").cpu()
@@ -228,15 +309,28 @@ def mimicry_untargeted(teacher: StagedModel, sources: torch.Tensor, target_pool:
         allowed = s_lab.view(-1, 1) != p_lab.view(1, -1)
         lonely = (~allowed.any(1)).nonzero().flatten()
         if lonely.numel():
-            raise TlabError(f"source(s) {lonely.tolist()[:5]} have no guide image of another "
-                            "class in target_pool; add guides of other classes")
+            raise TlabError(
+                f"source(s) {lonely.tolist()[:5]} have no guide image of another "
+                "class in target_pool; add guides of other classes"
+            )
     pairs = allowed.nonzero()
     src_idx, pool_idx = pairs[:, 0], pairs[:, 1]
     result = mimicry_attack(
-        teacher, src[src_idx.to(src.device)], pool[pool_idx.to(pool.device)], layer=layer,
-        budget=budget, budget_kind=budget_kind, steps=steps, lr=lr, penalty=penalty,
-        input_dropout=input_dropout, eot_samples=eot_samples, seed=seed, history=history,
-        batch_size=batch_size)
+        teacher,
+        src[src_idx.to(src.device)],
+        pool[pool_idx.to(pool.device)],
+        layer=layer,
+        budget=budget,
+        budget_kind=budget_kind,
+        steps=steps,
+        lr=lr,
+        penalty=penalty,
+        input_dropout=input_dropout,
+        eot_samples=eot_samples,
+        seed=seed,
+        history=history,
+        batch_size=batch_size,
+    )
     # Choose per source: the smallest distance among in-budget pairs, else among all its pairs.
     n, m = allowed.shape
     dist = result.distance.cpu()
@@ -253,9 +347,13 @@ def mimicry_untargeted(teacher: StagedModel, sources: torch.Tensor, target_pool:
     pick = chosen.to(result.distance.device)
     return MimicryResult(
         adversarial=result.adversarial[pick.to(result.adversarial.device)],
-        distance=result.distance[pick], start_distance=result.start_distance[pick],
-        dssim=result.dssim[pick], l2=result.l2[pick], in_budget=result.in_budget[pick],
-        budget=result.budget, budget_kind=result.budget_kind,
+        distance=result.distance[pick],
+        start_distance=result.start_distance[pick],
+        dssim=result.dssim[pick],
+        l2=result.l2[pick],
+        in_budget=result.in_budget[pick],
+        budget=result.budget,
+        budget_kind=result.budget_kind,
         history=None if result.history is None else result.history[:, pick],
         target_index=choice.to(result.distance.device),
     )
@@ -266,8 +364,9 @@ def mimicry_untargeted(teacher: StagedModel, sources: torch.Tensor, target_pool:
 # ---------------------------------------------------------------------------------------------
 
 
-def targeted_success(student: nn.Module, adversarial: torch.Tensor,
-                     target_labels: torch.Tensor) -> torch.Tensor:
+def targeted_success(
+    student: nn.Module, adversarial: torch.Tensor, target_labels: torch.Tensor
+) -> torch.Tensor:
     """Per image: does the (black-box) student predict the target's class? Bool ``(N,)``.
 
     Wang et al. (2018, Sec. 4.1) count a targeted attempt as a success when the student
@@ -278,8 +377,9 @@ def targeted_success(student: nn.Module, adversarial: torch.Tensor,
     return predicted == labels.to(predicted.device)
 
 
-def untargeted_success(student: nn.Module, adversarial: torch.Tensor,
-                       source_labels: torch.Tensor) -> torch.Tensor:
+def untargeted_success(
+    student: nn.Module, adversarial: torch.Tensor, source_labels: torch.Tensor
+) -> torch.Tensor:
     """Per image: does the student predict anything but the source's class? Bool ``(N,)``."""
     predicted = predict(student, check_images(adversarial, name="adversarial"))
     labels = check_labels(source_labels, predicted.shape[0], name="source_labels")

@@ -30,8 +30,8 @@ from tlab.core.models import StagedModel
 from tlab.defenses.input_dropout import drop_pixels
 from tlab.errors import TlabError
 
-DEFAULT_PENALTY = 1e10      # the authors' constant lambda
-DEFAULT_STEPS = 2000        # Wang et al. 2018, Sec. 4.1: 2,000 Adadelta iterations
+DEFAULT_PENALTY = 1e10  # the authors' constant lambda
+DEFAULT_STEPS = 2000  # Wang et al. 2018, Sec. 4.1: 2,000 Adadelta iterations
 # Adadelta's decay and epsilon as in TensorFlow, which the authors used (PyTorch's defaults are
 # rho=0.9, eps=1e-6). Epsilon sets the size of the first steps: about sqrt(eps) in tanh units.
 ADADELTA_RHO = 0.95
@@ -98,8 +98,10 @@ def _check_optimiser(steps: int, lr: float, penalty: float) -> int:
     steps = check_positive_int(steps, name="steps")
     for name, value in (("lr", lr), ("penalty", penalty)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise TlabError(f"{name}={value!r} must be a positive finite number "
-                            f"(defaults: lr=1.0, penalty={DEFAULT_PENALTY:g})")
+            raise TlabError(
+                f"{name}={value!r} must be a positive finite number "
+                f"(defaults: lr=1.0, penalty={DEFAULT_PENALTY:g})"
+            )
     return steps
 
 
@@ -112,8 +114,10 @@ def _check_eot(input_dropout: float, eot_samples: int) -> tuple[float, int]:
 def _same_device(models: Sequence[nn.Module]) -> torch.device:
     devices = {model_device(m) for m in models}
     if len(devices) != 1:
-        raise TlabError(f"all teachers must live on one device, got {sorted(map(str, devices))}; "
-                        "move them with .to(device)")
+        raise TlabError(
+            f"all teachers must live on one device, got {sorted(map(str, devices))}; "
+            "move them with .to(device)"
+        )
     return devices.pop()
 
 
@@ -141,10 +145,18 @@ class _Stopped(Exception):
     """A slice's search gave up because another slice failed or the caller was interrupted."""
 
 
-def _search(start: torch.Tensor, distance_fn: DistanceFn, *, budget: float | None,
-            measure: DistanceFn, steps: int, lr: float, penalty: float, keep_history: bool,
-            stop: threading.Event | None = None,
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _search(
+    start: torch.Tensor,
+    distance_fn: DistanceFn,
+    *,
+    budget: float | None,
+    measure: DistanceFn,
+    steps: int,
+    lr: float,
+    penalty: float,
+    keep_history: bool,
+    stop: threading.Event | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Minimise ``distance_fn`` from ``start`` under the budget; best in-budget iterate per row.
 
     ``measure(x)`` is the perturbation of ``x`` from ``start`` that ``budget`` bounds.
@@ -198,9 +210,14 @@ def all_eval(models: Sequence[nn.Module]) -> Iterator[None]:
         yield
 
 
-def _distance_fn(teachers: Sequence[StagedModel], layers: Sequence[int],
-                 targets: Sequence[torch.Tensor], input_dropout: float, eot_samples: int,
-                 generator: torch.Generator | None) -> DistanceFn:
+def _distance_fn(
+    teachers: Sequence[StagedModel],
+    layers: Sequence[int],
+    targets: Sequence[torch.Tensor],
+    input_dropout: float,
+    eot_samples: int,
+    generator: torch.Generator | None,
+) -> DistanceFn:
     """Per image, the sum over teachers of ``||T_K(x) - target||_2``.
 
     With ``input_dropout > 0`` the image is copied ``eot_samples`` times, each copy loses a
@@ -222,12 +239,23 @@ def _distance_fn(teachers: Sequence[StagedModel], layers: Sequence[int],
     return distance
 
 
-def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start: torch.Tensor,
-                   target_features: Sequence[torch.Tensor], *, budget: float | None,
-                   budget_kind: str = "dssim", steps: int = DEFAULT_STEPS, lr: float = 1.0,
-                   penalty: float = DEFAULT_PENALTY, input_dropout: float = 0.0,
-                   eot_samples: int = 1, seed: int | None = None, history: bool = False,
-                   batch_size: int | None = None) -> MimicryResult:
+def mimic_features(
+    teachers: Sequence[StagedModel],
+    layers: Sequence[int],
+    start: torch.Tensor,
+    target_features: Sequence[torch.Tensor],
+    *,
+    budget: float | None,
+    budget_kind: str = "dssim",
+    steps: int = DEFAULT_STEPS,
+    lr: float = 1.0,
+    penalty: float = DEFAULT_PENALTY,
+    input_dropout: float = 0.0,
+    eot_samples: int = 1,
+    seed: int | None = None,
+    history: bool = False,
+    batch_size: int | None = None,
+) -> MimicryResult:
     """The engine behind every attack here: move ``start`` until layer-K outputs near targets.
 
     Low-level: the caller checks the models, layers and images (:func:`mimicry_attack`,
@@ -240,8 +268,10 @@ def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start
     because rows are independent.
     """
     if torch.is_inference_mode_enabled():
-        raise TlabError("the mimicry optimisation needs gradients, but torch.inference_mode() is "
-                        "active; call it outside that block")
+        raise TlabError(
+            "the mimicry optimisation needs gradients, but torch.inference_mode() is "
+            "active; call it outside that block"
+        )
     check_choice("budget kind", budget_kind, BUDGET_KINDS)
     if budget is not None:
         budget = check_budget(budget, budget_kind)
@@ -264,15 +294,29 @@ def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start
         fn = _distance_fn(copies, layers, targets, input_dropout, eot_samples, generator)
         dssim_to_start = SourceDSSIM(x0, window=SSIM_WINDOW, sigma=SSIM_SIGMA)  # = dssim(., x0)
         measure = dssim_to_start if budget_kind == "dssim" else lambda x: l2_distance(x, x0)
-        best, found, hist = _search(x0, fn, budget=budget, measure=measure, steps=steps,
-                                    lr=lr, penalty=penalty, keep_history=history, stop=stop)
+        best, found, hist = _search(
+            x0,
+            fn,
+            budget=budget,
+            measure=measure,
+            steps=steps,
+            lr=lr,
+            penalty=penalty,
+            keep_history=history,
+            stop=stop,
+        )
         clean = _distance_fn(copies, layers, targets, 0.0, 1, None)
         with torch.no_grad():
-            row = {"adversarial": best, "distance": clean(best), "start_distance": clean(x0),
-                   "dssim": dssim_to_start(best),
-                   "l2": l2_distance(best, x0), "in_budget": found}
+            row = {
+                "adversarial": best,
+                "distance": clean(best),
+                "start_distance": clean(x0),
+                "dssim": dssim_to_start(best),
+                "l2": l2_distance(best, x0),
+                "in_budget": found,
+            }
         if hist is not None:
-            row["history"] = hist.T          # (rows, steps) while concatenating rows
+            row["history"] = hist.T  # (rows, steps) while concatenating rows
         return {key: value.to(start.device) for key, value in row.items()}
 
     results = []
@@ -282,5 +326,9 @@ def mimic_features(teachers: Sequence[StagedModel], layers: Sequence[int], start
     out = {key: torch.cat([row[key] for row in results]) for key in results[0]}
     history_table = out.pop("history", None)
     out["adversarial"] = out["adversarial"].to(start.dtype)
-    return MimicryResult(**out, budget=budget, budget_kind=budget_kind,
-                         history=None if history_table is None else history_table.T)
+    return MimicryResult(
+        **out,
+        budget=budget,
+        budget_kind=budget_kind,
+        history=None if history_table is None else history_table.T,
+    )

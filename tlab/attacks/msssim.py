@@ -17,10 +17,10 @@ from tlab.attacks.perturbation import check_pair
 __all__ = ["MS_WEIGHTS", "ms_dssim"]
 
 MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik (2003)
-WINDOW, SIGMA = 11, 1.5       # Gaussian window at full size, shrunk to fit small scales
-K1, K2 = 0.01, 0.03           # stabilising constants, data range 1 (pixels in [0, 1])
+WINDOW, SIGMA = 11, 1.5  # Gaussian window at full size, shrunk to fit small scales
+K1, K2 = 0.01, 0.03  # stabilising constants, data range 1 (pixels in [0, 1])
 MIN_SIDE = 2 ** (len(MS_WEIGHTS) - 1)  # 16: the coarsest scale still has a pixel of its own
-FLOOR = 1e-6                  # terms are clamped here before the fractional powers
+FLOOR = 1e-6  # terms are clamped here before the fractional powers
 
 
 def _window(size: int, like: torch.Tensor) -> torch.Tensor:
@@ -74,8 +74,9 @@ def ms_dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ``x`` and ``y``: float images in [0, 1] of the same shape (N, C, H, W), H and W >= 16 so
     that the five scales are distinct. Differentiable (float32 or float64, CPU or CUDA).
     """
-    x, y = check_pair(x, y, what="ms_dssim", min_side=MIN_SIDE,
-                      why="five scales, halved four times")
+    x, y = check_pair(
+        x, y, what="ms_dssim", min_side=MIN_SIDE, why="five scales, halved four times"
+    )
     y = y.to(x.device, x.dtype)
     similarity = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
     for level, weight in enumerate(MS_WEIGHTS):

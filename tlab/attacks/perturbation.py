@@ -17,7 +17,7 @@ from tlab.errors import TlabError
 
 IMAGE_SHAPE = (3, 32, 32)
 BUDGET_KINDS = ("dssim", "l2")
-SSIM_WINDOW = 11            # the Gaussian window of the SSIM paper (Z. Wang et al. 2004)
+SSIM_WINDOW = 11  # the Gaussian window of the SSIM paper (Z. Wang et al. 2004)
 SSIM_SIGMA = 1.5
 MAX_L2 = math.sqrt(math.prod(IMAGE_SHAPE))  # ||1 - 0||_2 over a whole 3x32x32 image
 
@@ -39,21 +39,32 @@ def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ``x`` and ``y``: float images in [0, 1] of the same shape (N, C, H, W), H and W >= 11.
     """
     x, y = check_pair(x, y, what="dssim", min_side=SSIM_WINDOW, why="the SSIM window")
-    similarity = ssim(x, y.to(x.device, x.dtype), data_range=1.0, size_average=False,
-                      win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA)
+    similarity = ssim(
+        x,
+        y.to(x.device, x.dtype),
+        data_range=1.0,
+        size_average=False,
+        win_size=SSIM_WINDOW,
+        win_sigma=SSIM_SIGMA,
+    )
     return (1.0 - similarity) / 2.0
 
 
-def check_pair(x: object, y: object, *, what: str, min_side: int, why: str
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def check_pair(
+    x: object, y: object, *, what: str, min_side: int, why: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Two image batches of the same shape with sides of at least ``min_side`` pixels."""
     x, y = check_images(x, name="x"), check_images(y, name="y")
     if x.shape != y.shape:
-        raise TlabError(f"{what}(x, y) needs two batches of the same shape, got "
-                        f"{tuple(x.shape)} and {tuple(y.shape)}")
+        raise TlabError(
+            f"{what}(x, y) needs two batches of the same shape, got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if min(x.shape[-2:]) < min_side:
-        raise TlabError(f"{what} needs images of at least {min_side}x{min_side} pixels ({why}), "
-                        f"got {tuple(x.shape[-2:])}")
+        raise TlabError(
+            f"{what} needs images of at least {min_side}x{min_side} pixels ({why}), "
+            f"got {tuple(x.shape[-2:])}"
+        )
     return x, y
 
 
@@ -70,10 +81,17 @@ def check_budget(budget: object, kind: str = "dssim") -> float:
     """
     check_choice("budget kind", kind, BUDGET_KINDS)
     top = 1.0 if kind == "dssim" else MAX_L2
-    if (not isinstance(budget, (int, float)) or isinstance(budget, bool)
-            or not 0.0 < float(budget) <= top):
-        example = ("Wang et al. used DSSIM budgets 0.0005 to 0.01 (0.003 for Face)"
-                   if kind == "dssim" else "e.g. 2.0")
-        raise TlabError(f"budget P={budget!r} is outside (0, {top:.4g}] for a {kind!r} budget; "
-                        f"{example}")
+    if (
+        not isinstance(budget, (int, float))
+        or isinstance(budget, bool)
+        or not 0.0 < float(budget) <= top
+    ):
+        example = (
+            "Wang et al. used DSSIM budgets 0.0005 to 0.01 (0.003 for Face)"
+            if kind == "dssim"
+            else "e.g. 2.0"
+        )
+        raise TlabError(
+            f"budget P={budget!r} is outside (0, {top:.4g}] for a {kind!r} budget; {example}"
+        )
     return float(budget)

@@ -54,11 +54,13 @@ class TensorSet:
     def __post_init__(self) -> None:
         img, lab = self.images, self.labels
         if img.dtype != torch.uint8 or img.dim() != 4 or tuple(img.shape[1:]) != (3, 32, 32):
-            raise TlabError(f"images must be uint8 (N, 3, 32, 32), "
-                            f"got {img.dtype} {tuple(img.shape)}")
+            raise TlabError(
+                f"images must be uint8 (N, 3, 32, 32), got {img.dtype} {tuple(img.shape)}"
+            )
         if lab.dtype != torch.int64 or lab.dim() != 1 or len(lab) != len(img):
-            raise TlabError(f"labels must be int64 (N,) with N = {len(img)}, "
-                            f"got {lab.dtype} {tuple(lab.shape)}")
+            raise TlabError(
+                f"labels must be int64 (N,) with N = {len(img)}, got {lab.dtype} {tuple(lab.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -92,10 +94,10 @@ class DomainInfo:
     """One line of :func:`list_domains`."""
 
     name: str
-    kind: str               # "embedded" or "real"
+    kind: str  # "embedded" or "real"
     num_classes: int
     description: str
-    available: bool         # usable right now without network
+    available: bool  # usable right now without network
 
 
 # ---------------------------------------------------------------- parameters
@@ -132,8 +134,10 @@ def _label_subset(name: str, value: Any) -> list[int] | None:
         else:
             chosen = [check_positive_int(v, name=name, minimum=0) for v in value]
     except (TypeError, ValueError) as exc:
-        raise TlabError(f"{name}={value!r} is not a label subset; give a range like '0-4', "
-                        f"a list like '0,2,4' or [0, 2, 4], or None for all classes") from exc
+        raise TlabError(
+            f"{name}={value!r} is not a label subset; give a range like '0-4', "
+            f"a list like '0,2,4' or [0, 2, 4], or None for all classes"
+        ) from exc
     if len(set(chosen)) != len(chosen) or len(chosen) < 2 or min(chosen) < 0:
         raise TlabError(f"{name}={value!r} must name at least 2 distinct labels >= 0")
     return sorted(chosen)
@@ -156,8 +160,9 @@ def _resolve_params(name: str, spec: dict[str, _Param], given: dict[str, Any]) -
     valid = ", ".join(f"{k} (default {p.default!r}: {p.help})" for k, p in spec.items())
     unknown = sorted(set(given) - set(spec))
     if unknown:
-        raise TlabError(f"domain {name!r} has no parameter {', '.join(unknown)}; "
-                        f"valid parameters: {valid}")
+        raise TlabError(
+            f"domain {name!r} has no parameter {', '.join(unknown)}; valid parameters: {valid}"
+        )
     return {k: p.check(k, given[k]) if k in given else p.default for k, p in spec.items()}
 
 
@@ -170,22 +175,29 @@ def _derived_seed(*parts: int | str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def _rendered(name: str, chars: str, params: dict[str, Any]
-              ) -> tuple[tuple[str, ...], Split, Split]:
+def _rendered(
+    name: str, chars: str, params: dict[str, Any]
+) -> tuple[tuple[str, ...], Split, Split]:
     gen = {k: params[k] for k in ("n_train", "n_test", "seed", "colour")}
 
     def make() -> dict[str, torch.Tensor]:
         out = {}
         for split in ("train", "test"):
             images, labels = synthetic.render_glyphs(
-                chars, gen[f"n_{split}"], colour=gen["colour"],
-                seed=_derived_seed(name, split, gen["seed"]))
+                chars,
+                gen[f"n_{split}"],
+                colour=gen["colour"],
+                seed=_derived_seed(name, split, gen["seed"]),
+            )
             out[f"{split}_images"], out[f"{split}_labels"] = images, labels
         return out
 
     t = synthetic.cached(name, gen, (gen["n_train"], gen["n_test"]), make)
-    return (tuple(chars), (t["train_images"], t["train_labels"]),
-            (t["test_images"], t["test_labels"]))
+    return (
+        tuple(chars),
+        (t["train_images"], t["train_labels"]),
+        (t["test_images"], t["test_labels"]),
+    )
 
 
 def _digits(params: dict[str, Any]) -> tuple[tuple[str, ...], Split, Split]:
@@ -215,36 +227,59 @@ def _always() -> bool:
 def _real_spec(name: str) -> _Spec:
     info = REAL_DATASETS[name]
     params = {k: _Param(d, _boolean, h) for k, (d, h) in info.options.items()}
-    return _Spec("real", info.num_classes, info.description, {**params, "labels": _LABELS},
-                 lambda p: load_real(name, **{k: p[k] for k in info.options}),
-                 lambda: on_disk(name))
+    return _Spec(
+        "real",
+        info.num_classes,
+        info.description,
+        {**params, "labels": _LABELS},
+        lambda p: load_real(name, **{k: p[k] for k in info.options}),
+        lambda: on_disk(name),
+    )
 
 
 _DOMAINS: dict[str, _Spec] = {
-    "digits": _Spec("embedded", 10, "scikit-learn's 1,797 real handwritten 8x8 digits, "
-                    "upsampled to 32x32 (grey)",
-                    {"seed": _Param(0, _int_at_least(0), "seed of the 2/3 : 1/3 split"),
-                     "labels": _LABELS}, _digits, _always),
-    "syndigits": _Spec("embedded", 10, "SynDigits-style digits rendered from 21 fonts with "
-                       "random colours, pose, blur, noise and neighbours",
-                       _embedded_params(10_000, 2_000),
-                       lambda p: _rendered("syndigits", synthetic.DIGIT_CHARS, p), _always),
-    "letters": _Spec("embedded", 26, "rendered capital letters A-Z, same variation as "
-                     "syndigits; a large general source with another label set",
-                     _embedded_params(20_000, 4_000),
-                     lambda p: _rendered("letters", synthetic.LETTER_CHARS, p), _always),
+    "digits": _Spec(
+        "embedded",
+        10,
+        "scikit-learn's 1,797 real handwritten 8x8 digits, upsampled to 32x32 (grey)",
+        {"seed": _Param(0, _int_at_least(0), "seed of the 2/3 : 1/3 split"), "labels": _LABELS},
+        _digits,
+        _always,
+    ),
+    "syndigits": _Spec(
+        "embedded",
+        10,
+        "SynDigits-style digits rendered from 21 fonts with "
+        "random colours, pose, blur, noise and neighbours",
+        _embedded_params(10_000, 2_000),
+        lambda p: _rendered("syndigits", synthetic.DIGIT_CHARS, p),
+        _always,
+    ),
+    "letters": _Spec(
+        "embedded",
+        26,
+        "rendered capital letters A-Z, same variation as "
+        "syndigits; a large general source with another label set",
+        _embedded_params(20_000, 4_000),
+        lambda p: _rendered("letters", synthetic.LETTER_CHARS, p),
+        _always,
+    ),
     **{name: _real_spec(name) for name in REAL_DATASETS},
 }
 
 
-def _restrict(classes: tuple[str, ...], train: Split, test: Split, subset: list[int] | None
-              ) -> tuple[tuple[str, ...], TensorSet, TensorSet]:
+def _restrict(
+    classes: tuple[str, ...], train: Split, test: Split, subset: list[int] | None
+) -> tuple[tuple[str, ...], TensorSet, TensorSet]:
     if subset is None:
         return classes, TensorSet(*train), TensorSet(*test)
     table = torch.full((len(classes),), -1, dtype=torch.int64)
     table[subset] = torch.arange(len(subset))
-    return (tuple(classes[i] for i in subset), TensorSet(*relabel(train, table)),
-            TensorSet(*relabel(test, table)))
+    return (
+        tuple(classes[i] for i in subset),
+        TensorSet(*relabel(train, table)),
+        TensorSet(*relabel(test, table)),
+    )
 
 
 def parse_domain(text: str) -> tuple[str, dict[str, Any]]:
@@ -258,8 +293,10 @@ def parse_domain(text: str) -> tuple[str, dict[str, Any]]:
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise TlabError(f"domain parameter {item!r} in {text!r} must look like key=value, "
-                            "e.g. 'syndigits:colour=false,seed=1'")
+            raise TlabError(
+                f"domain parameter {item!r} in {text!r} must look like key=value, "
+                "e.g. 'syndigits:colour=false,seed=1'"
+            )
         params[key.strip()] = yaml.safe_load(value)
     if not name.strip():
         raise TlabError(f"{text!r} names no domain; `python -m tlab domains` lists them")
@@ -279,8 +316,10 @@ def load_domain(name: str, **params: Any) -> Domain:
     spec = _DOMAINS[name]
     resolved = _resolve_params(name, spec.params, params)
     if resolved["labels"] is not None and max(resolved["labels"]) >= spec.num_classes:
-        raise TlabError(f"labels={resolved['labels']} goes beyond the {spec.num_classes} classes "
-                        f"of {name!r} (valid labels 0..{spec.num_classes - 1})")
+        raise TlabError(
+            f"labels={resolved['labels']} goes beyond the {spec.num_classes} classes "
+            f"of {name!r} (valid labels 0..{spec.num_classes - 1})"
+        )
     classes, train, test = spec.build(resolved)
     classes, train_set, test_set = _restrict(classes, train, test, resolved["labels"])
     return Domain(name, classes, train_set, test_set, resolved)
@@ -288,8 +327,10 @@ def load_domain(name: str, **params: Any) -> Domain:
 
 def list_domains() -> list[DomainInfo]:
     """Every domain with its kind, class count, one-line description and offline availability."""
-    return [DomainInfo(name, s.kind, s.num_classes, s.description, s.available())
-            for name, s in _DOMAINS.items()]
+    return [
+        DomainInfo(name, s.kind, s.num_classes, s.description, s.available())
+        for name, s in _DOMAINS.items()
+    ]
 
 
 # ---------------------------------------------------------------- subsets and batches
@@ -321,16 +362,20 @@ def class_balanced_subset(ts: TensorSet, n: int, seed: int) -> TensorSet:
     if n > len(ts):
         raise TlabError(f"n={n} is larger than the set ({len(ts)} examples); choose n <= {len(ts)}")
     if n < k:
-        raise TlabError(f"n={n} is smaller than the number of classes ({k}); a class-balanced "
-                        f"subset needs n >= {k}")
+        raise TlabError(
+            f"n={n} is smaller than the number of classes ({k}); a class-balanced "
+            f"subset needs n >= {k}"
+        )
     g = torch.Generator().manual_seed(seed)
     quota = torch.full((k,), n // k, dtype=torch.int64)
     quota[torch.randperm(k, generator=g)[: n % k]] += 1
     if bool((quota > counts).any()):
         c = int(torch.nonzero(quota > counts)[0, 0])
         most = int(k * counts.min())
-        raise TlabError(f"class {int(classes[c])} has only {int(counts[c])} examples, fewer than "
-                        f"the {int(quota[c])} a balanced subset of n={n} needs; choose n <= {most}")
+        raise TlabError(
+            f"class {int(classes[c])} has only {int(counts[c])} examples, fewer than "
+            f"the {int(quota[c])} a balanced subset of n={n} needs; choose n <= {most}"
+        )
     order, rank = _ranks_within_class(ts.labels, seed)
     class_of = torch.searchsorted(classes, ts.labels[order])
     chosen = order[rank < quota[class_of]]
@@ -347,8 +392,10 @@ def train_val_split(ts: TensorSet, val_fraction: float, seed: int) -> tuple[Tens
     n_val = torch.minimum(n_val.clamp_min(1), (counts - 1).clamp_min(0))
     order, rank = _ranks_within_class(ts.labels, seed)
     in_val = rank < n_val[torch.searchsorted(classes, ts.labels[order])]
-    return (ts.select(torch.sort(order[~in_val]).values),
-            ts.select(torch.sort(order[in_val]).values))
+    return (
+        ts.select(torch.sort(order[~in_val]).values),
+        ts.select(torch.sort(order[in_val]).values),
+    )
 
 
 class DeviceBatches:
@@ -360,8 +407,16 @@ class DeviceBatches:
     (seed, epoch): a different order every epoch, the same sequence of orders every run.
     """
 
-    def __init__(self, ts: TensorSet, batch_size: int, *, device: torch.device | str | None,
-                 shuffle: bool, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        ts: TensorSet,
+        batch_size: int,
+        *,
+        device: torch.device | str | None,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         self.batch_size = check_positive_int(batch_size, name="batch_size")
         if len(ts) == 0:
             raise TlabError("cannot batch an empty set")
@@ -369,7 +424,7 @@ class DeviceBatches:
         self.images = ts.images.to(self.device)
         self.labels = ts.labels.to(self.device)
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.epoch = 0                          # epochs started so far
+        self.epoch = 0  # epochs started so far
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -388,8 +443,9 @@ class DeviceBatches:
             yield self.images[index].float().div_(255), self.labels[index]
 
 
-def domain_gallery_arrays(domain: Domain, per_class: int = 8, *, split: str = "train",
-                          seed: int = 0, pad: int = 2) -> np.ndarray:
+def domain_gallery_arrays(
+    domain: Domain, per_class: int = 8, *, split: str = "train", seed: int = 0, pad: int = 2
+) -> np.ndarray:
     """A grid of example images, one row per class, as a numpy HWC uint8 array.
 
     Row r shows up to ``per_class`` random (seeded) examples of ``domain.classes[r]``; cells
@@ -406,5 +462,5 @@ def domain_gallery_arrays(domain: Domain, per_class: int = 8, *, split: str = "t
     for i, r in zip(order[keep].tolist(), rank[keep].tolist(), strict=True):
         row, col = int(ts.labels[i]), r
         y, x = pad + row * cell, pad + col * cell
-        grid[y:y + 32, x:x + 32] = ts.images[i].permute(1, 2, 0).numpy()
+        grid[y : y + 32, x : x + 32] = ts.images[i].permute(1, 2, 0).numpy()
     return grid

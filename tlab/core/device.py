@@ -142,8 +142,9 @@ def subprocess_thread_env(workers: int) -> dict[str, str]:
 def describe(device: torch.device) -> str:
     """A one-line human description of the device, for notebooks and the CLI."""
     if device.type == "cuda":
-        return (f"CUDA GPU: {torch.cuda.get_device_name(device)}, training in "
-                f"{precision_name(device)}")
+        return (
+            f"CUDA GPU: {torch.cuda.get_device_name(device)}, training in {precision_name(device)}"
+        )
     if device.type == "mps":
         return "Apple GPU (MPS)"
     return f"CPU ({torch.get_num_threads()} threads, training in {precision_name(device)})"

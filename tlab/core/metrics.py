@@ -159,9 +159,15 @@ def _attack_correct_inputs(
     )
 
 
-def adversarial_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: AttackFn, *,
-                         batch_size: int = DEFAULT_BATCH_SIZE, keep_examples: bool = False
-                         ) -> AdversarialResult:
+def adversarial_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: AttackFn,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    keep_examples: bool = False,
+) -> AdversarialResult:
     """White-box robustness: attack ``model`` itself on the inputs it classifies correctly.
 
     Zhang et al. (2020, Sec. 3.4.1 and 4.2). ``attack`` is any ``attack(model, x, y) -> x_adv``,
@@ -171,9 +177,16 @@ def adversarial_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
     return _attack_correct_inputs(model, model, x, y, attack, batch_size, keep_examples)
 
 
-def blackbox_accuracy(source: nn.Module, target: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      attack: AttackFn, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                      keep_examples: bool = False) -> AdversarialResult:
+def blackbox_accuracy(
+    source: nn.Module,
+    target: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: AttackFn,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    keep_examples: bool = False,
+) -> AdversarialResult:
     """Black-box transfer: craft adversarial inputs on ``source``, evaluate them on ``target``.
 
     Zhang et al. (2020, Sec. 3.4.2, Fig. 2): the attacker only uses the source model (e.g. the

@@ -105,13 +105,21 @@ class StagedModel(nn.Module):
     def check_input_shape(self, x: torch.Tensor) -> None:
         """A clear error, naming the shape this model reads, for a batch it cannot read."""
         channels, side = self.mean.shape[1], self.input_size
-        if x.dim() == 4 and x.shape[1] == channels and (
-                side is None or tuple(x.shape[2:]) == (side, side)):
+        if (
+            x.dim() == 4
+            and x.shape[1] == channels
+            and (side is None or tuple(x.shape[2:]) == (side, side))
+        ):
             return
         wanted = f"(N, {channels}, {side}, {side})" if side else f"(N, {channels}, H, W)"
-        raise TlabError(f"{self.arch!r} reads images shaped {wanted}; got {tuple(x.shape)}"
-                        + (f": resize them to {side}x{side} (tlab's domains are 32x32)"
-                           if side and x.dim() == 4 else ""))
+        raise TlabError(
+            f"{self.arch!r} reads images shaped {wanted}; got {tuple(x.shape)}"
+            + (
+                f": resize them to {side}x{side} (tlab's domains are 32x32)"
+                if side and x.dim() == 4
+                else ""
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for pixels ``x`` in [0, 1], shape ``(N, C, H, W)``."""
@@ -138,9 +146,15 @@ class StagedModel(nn.Module):
 
 def _check_stage_count(model: StagedModel, k: int, *, what: str) -> int:
     n = model.num_stages
-    return check_stage(k, n, name=f"{what}: k", hint=(
-        f"for {model.arch!r}, whose {n} stages are {model.describe_stages()}; k counts stages "
-        f"from the input: k=0 means no stage, k={n} means every stage up to the head"))
+    return check_stage(
+        k,
+        n,
+        name=f"{what}: k",
+        hint=(
+            f"for {model.arch!r}, whose {n} stages are {model.describe_stages()}; k counts stages "
+            f"from the input: k=0 means no stage, k={n} means every stage up to the head"
+        ),
+    )
 
 
 def freeze(model: StagedModel, k: int, *, train_bn: bool = False) -> StagedModel:

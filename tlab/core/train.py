@@ -111,8 +111,9 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _adversarial_batch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       config: TrainConfig) -> torch.Tensor:
+def _adversarial_batch(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
     """Adversarial copies of a batch against the current weights (attacks run in eval mode)."""
     labels = y if config.adv_labels == "true" else None
     if config.adversarial == "fgsm":
@@ -136,9 +137,16 @@ def _better(row: dict[str, float], best_accuracy: float, best_loss: float) -> bo
     return row["val_loss"] < best_loss
 
 
-def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: TrainConfig, *,
-        device: str | torch.device | None = None, progress: bool = True,
-        description: str = "training") -> FitResult:
+def fit(
+    model: StagedModel,
+    train: TensorSet,
+    val: TensorSet | None,
+    config: TrainConfig,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> FitResult:
     """Train ``model`` in place and keep the weights of the best validation epoch.
 
     Early stopping: training ends after ``config.patience`` epochs without a better validation epoch
@@ -168,8 +176,13 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
     best_val_loss = math.inf
     epochs_without_gain = 0
     start = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=description, unit="epoch", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc=description,
+        unit="epoch",
+        disable=not progress,
+        leave=False,
+    )
     for epoch in bar:
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -177,8 +190,11 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
         seen = 0
         for x, y in batches:
             with autocast_for(device):
-                x_adv = (_adversarial_batch(model, x, y, config)
-                         if config.adversarial != "none" else None)
+                x_adv = (
+                    _adversarial_batch(model, x, y, config)
+                    if config.adversarial != "none"
+                    else None
+                )
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 if x_adv is not None:
@@ -190,8 +206,11 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
             loss_sum += loss.detach().float() * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-        row = {"epoch": epoch, "train_loss": float(loss_sum) / seen,
-               "train_accuracy": int(correct) / seen}
+        row = {
+            "epoch": epoch,
+            "train_loss": float(loss_sum) / seen,
+            "train_accuracy": int(correct) / seen,
+        }
         if val_x is not None and val_y is not None:
             row["val_accuracy"], row["val_loss"] = _validate(model, val_x, val_y)
         result.history.append(row)
@@ -217,9 +236,17 @@ def fit(model: StagedModel, train: TensorSet, val: TensorSet | None, config: Tra
     return result
 
 
-def prepare_model(strategy: str, *, arch: str, num_classes: int, source: StagedModel | None = None,
-                  frozen: int = 0, train_bn: bool = False, seed: int = 0,
-                  arch_options: dict[str, Any] | None = None) -> StagedModel:
+def prepare_model(
+    strategy: str,
+    *,
+    arch: str,
+    num_classes: int,
+    source: StagedModel | None = None,
+    frozen: int = 0,
+    train_bn: bool = False,
+    seed: int = 0,
+    arch_options: dict[str, Any] | None = None,
+) -> StagedModel:
     """The untrained model B of a strategy (Zhang et al. 2020, Sec. 3.2, Fig. 1).
 
     ``scratch`` builds ``arch`` at random (seeded). ``finetune`` copies ``source`` (its weights
@@ -230,18 +257,22 @@ def prepare_model(strategy: str, *, arch: str, num_classes: int, source: StagedM
     check_choice("strategy", strategy, STRATEGIES)
     if strategy == "scratch":
         if source is not None:
-            raise TlabError("strategy 'scratch' takes no source model; "
-                            "use 'finetune' or 'commoninit'")
+            raise TlabError(
+                "strategy 'scratch' takes no source model; use 'finetune' or 'commoninit'"
+            )
         if frozen:
             raise TlabError("strategy 'scratch' has no source weights to freeze; use frozen=0")
         torch.manual_seed(seed)
         return build_model(arch, num_classes, **(arch_options or {}))
     if source is None:
-        raise TlabError(f"strategy {strategy!r} needs a source model "
-                        "(model A, or C for commoninit)")
+        raise TlabError(
+            f"strategy {strategy!r} needs a source model (model A, or C for commoninit)"
+        )
     if source.arch != arch:
-        raise TlabError(f"source model is a {source.arch!r}, not {arch!r}: the strategies copy "
-                        "weights between models of the same architecture")
+        raise TlabError(
+            f"source model is a {source.arch!r}, not {arch!r}: the strategies copy "
+            "weights between models of the same architecture"
+        )
     model = copy.deepcopy(source)
     torch.manual_seed(seed)
     if strategy == "commoninit" or model.head.out_features != num_classes:

@@ -81,21 +81,27 @@ class ModelSpec:
     def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
         if self.strategy == "scratch" and (self.source is not None or self.frozen):
-            raise TlabError("a 'scratch' model has no source and nothing frozen; "
-                            "use strategy='finetune' to start from a source model")
+            raise TlabError(
+                "a 'scratch' model has no source and nothing frozen; "
+                "use strategy='finetune' to start from a source model"
+            )
         if self.strategy != "scratch" and self.source is None:
-            raise TlabError(f"strategy {self.strategy!r} needs source=ModelSpec(...) "
-                            "(model A for 'finetune', model C for 'commoninit')")
-        if self.n is not None and (isinstance(self.n, bool) or int(self.n) != self.n
-                                   or self.n < 1):
+            raise TlabError(
+                f"strategy {self.strategy!r} needs source=ModelSpec(...) "
+                "(model A for 'finetune', model C for 'commoninit')"
+            )
+        if self.n is not None and (isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1):
             raise TlabError(f"n={self.n!r} must be a positive integer or None (whole domain)")
 
     def describe(self, device: str | torch.device | None = None) -> dict[str, Any]:
         """A JSON-able description; the source appears as its own description and key."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["train"] = self.train.as_dict()
-        out["source"] = None if self.source is None else {
-            "key": self.source.key(device), **self.source.describe(device)}
+        out["source"] = (
+            None
+            if self.source is None
+            else {"key": self.source.key(device), **self.source.describe(device)}
+        )
         return out
 
     def key(self, device: str | torch.device | None = None) -> str:
@@ -143,9 +149,13 @@ def _sha256(path: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
-    return {"tlab": tlab.__version__, "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "safetensors": safetensors.__version__,
-            "python": platform.python_version()}
+    return {
+        "tlab": tlab.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def load_entry(key: str, *, device: str | torch.device | None = None) -> ZooEntry:
@@ -163,14 +173,17 @@ def load_entry(key: str, *, device: str | torch.device | None = None) -> ZooEntr
         expected_sha, spec = meta["sha256"], meta["spec"]
     except (OSError, ValueError, KeyError) as exc:
         raise CorruptZooEntryError(
-            f"zoo entry {key}: unreadable metadata ({exc}); {advice}") from exc
+            f"zoo entry {key}: unreadable metadata ({exc}); {advice}"
+        ) from exc
     if not weights.exists():
         raise CorruptZooEntryError(
-            f"zoo entry {key}: weights file {weights.name} is missing; {advice}")
+            f"zoo entry {key}: weights file {weights.name} is missing; {advice}"
+        )
     if weights.stat().st_size != meta.get("size_bytes") or _sha256(weights) != expected_sha:
         raise CorruptZooEntryError(
             f"zoo entry {key}: {weights.name} does not match its recorded SHA-256 "
-            f"(truncated or modified); {advice}")
+            f"(truncated or modified); {advice}"
+        )
     try:
         state = safetensors.torch.load_file(str(weights))
         model = build_model(spec["arch"], meta["num_classes"], **spec["arch_options"])
@@ -178,7 +191,8 @@ def load_entry(key: str, *, device: str | torch.device | None = None) -> ZooEntr
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, KeyError, safetensors.SafetensorError) as exc:
         raise CorruptZooEntryError(
-            f"zoo entry {key}: weights do not load ({exc}); {advice}") from exc
+            f"zoo entry {key}: weights do not load ({exc}); {advice}"
+        ) from exc
     model.eval()
     return ZooEntry(key=key, model=model.to(pick_device(device)), meta=meta, from_cache=True)
 
@@ -189,8 +203,9 @@ def _store(key: str, model: StagedModel, meta: dict[str, Any]) -> dict[str, Any]
     Returns the metadata as stored, with the weights' SHA-256 and size added.
     """
     weights, meta_path = _paths(key)
-    state = {name: tensor.detach().cpu().contiguous()
-             for name, tensor in model.state_dict().items()}
+    state = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+    }
     blob = safetensors.torch.save(state, metadata={"tlab_key": key})
     meta_path.unlink(missing_ok=True)
     atomic_write(weights, blob)
@@ -200,8 +215,11 @@ def _store(key: str, model: StagedModel, meta: dict[str, Any]) -> dict[str, Any]
 
 
 def _training_sets(spec: ModelSpec, domain: Domain):
-    pool = domain.train if spec.n is None else class_balanced_subset(
-        domain.train, spec.n, seed=spec.subset_seed)
+    pool = (
+        domain.train
+        if spec.n is None
+        else class_balanced_subset(domain.train, spec.n, seed=spec.subset_seed)
+    )
     if spec.train.val_fraction == 0:
         return pool, None
     return train_val_split(pool, spec.train.val_fraction, seed=spec.subset_seed)
@@ -213,23 +231,42 @@ def _train(spec: ModelSpec, key: str, *, device: torch.device, progress: bool) -
         source = get_or_train(spec.source, device=device, progress=progress).model
     domain = load_domain(spec.domain, **spec.domain_params)
     train_set, val_set = _training_sets(spec, domain)
-    model = prepare_model(spec.strategy, arch=spec.arch, num_classes=len(domain.classes),
-                          source=source, frozen=spec.frozen, train_bn=spec.train_bn,
-                          seed=spec.train.seed, arch_options=spec.arch_options)
+    model = prepare_model(
+        spec.strategy,
+        arch=spec.arch,
+        num_classes=len(domain.classes),
+        source=source,
+        frozen=spec.frozen,
+        train_bn=spec.train_bn,
+        seed=spec.train.seed,
+        arch_options=spec.arch_options,
+    )
     label = f"{spec.arch} {spec.strategy} on {spec.domain} [{key[:8]}]"
-    result = fit(model, train_set, val_set, spec.train, device=device, progress=progress,
-                 description=label)
+    result = fit(
+        model, train_set, val_set, spec.train, device=device, progress=progress, description=label
+    )
     test_acc = accuracy(model, domain.test.floats(device), domain.test.labels.to(device))
     meta = {
-        "key": key, "spec": spec.describe(device), "num_classes": len(domain.classes),
+        "key": key,
+        "spec": spec.describe(device),
+        "num_classes": len(domain.classes),
         "classes": list(domain.classes),
-        "metrics": {"test_accuracy": test_acc, "val_accuracy": result.best_val_accuracy,
-                    "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                    "stopped_early": result.stopped_early, "train_seconds": result.seconds,
-                    "n_train": len(train_set), "n_val": 0 if val_set is None else len(val_set)},
-        "history": result.history, "versions": _versions(), "device": str(device),
+        "metrics": {
+            "test_accuracy": test_acc,
+            "val_accuracy": result.best_val_accuracy,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early,
+            "train_seconds": result.seconds,
+            "n_train": len(train_set),
+            "n_val": 0 if val_set is None else len(val_set),
+        },
+        "history": result.history,
+        "versions": _versions(),
+        "device": str(device),
         "precision": precision_name(device),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "zoo_format": ZOO_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "zoo_format": ZOO_FORMAT,
     }
     return ZooEntry(key=key, model=model, meta=_store(key, model, meta), from_cache=False)
 
@@ -244,8 +281,9 @@ def _try_load(key: str, device: torch.device) -> ZooEntry | None:
         return None
 
 
-def get_or_train(spec: ModelSpec, *, device: str | torch.device | None = None,
-                 progress: bool = True) -> ZooEntry:
+def get_or_train(
+    spec: ModelSpec, *, device: str | torch.device | None = None, progress: bool = True
+) -> ZooEntry:
     """The model ``spec`` describes: from the zoo if stored and intact, else trained now.
 
     Sources are fetched (or trained) first. Safe across processes: a per-key file lock means one
@@ -281,15 +319,35 @@ def list_entries() -> list[dict[str, Any]]:
         try:
             meta = json.loads(meta_path.read_text())
             spec = meta["spec"]
-            rows.append({"key": meta["key"], "domain": spec["domain"], "arch": spec["arch"],
-                         "strategy": spec["strategy"], "frozen": spec["frozen"], "n": spec["n"],
-                         "adversarial": spec["train"]["adversarial"],
-                         "test_accuracy": meta["metrics"]["test_accuracy"],
-                         "size_mb": meta["size_bytes"] / 2**20, "created": meta["created"]})
+            rows.append(
+                {
+                    "key": meta["key"],
+                    "domain": spec["domain"],
+                    "arch": spec["arch"],
+                    "strategy": spec["strategy"],
+                    "frozen": spec["frozen"],
+                    "n": spec["n"],
+                    "adversarial": spec["train"]["adversarial"],
+                    "test_accuracy": meta["metrics"]["test_accuracy"],
+                    "size_mb": meta["size_bytes"] / 2**20,
+                    "created": meta["created"],
+                }
+            )
         except (OSError, ValueError, KeyError):
-            rows.append({"key": meta_path.stem, "domain": "?", "arch": "?", "strategy": "corrupt",
-                         "frozen": None, "n": None, "adversarial": None, "test_accuracy": None,
-                         "size_mb": None, "created": None})
+            rows.append(
+                {
+                    "key": meta_path.stem,
+                    "domain": "?",
+                    "arch": "?",
+                    "strategy": "corrupt",
+                    "frozen": None,
+                    "n": None,
+                    "adversarial": None,
+                    "test_accuracy": None,
+                    "size_mb": None,
+                    "created": None,
+                }
+            )
     return rows
 
 
@@ -297,8 +355,10 @@ def clear(keys: list[str] | None = None) -> int:
     """Delete the given entries (all if ``keys`` is None); returns how many were removed."""
     root = zoo_dir()
     if keys is None:
-        keys = sorted({p.name.split(".")[0] for p in root.glob("*.json")}
-                      | {p.name.split(".")[0] for p in root.glob("*.safetensors")})
+        keys = sorted(
+            {p.name.split(".")[0] for p in root.glob("*.json")}
+            | {p.name.split(".")[0] for p in root.glob("*.safetensors")}
+        )
     removed = 0
     for key in keys:
         weights, meta_path = _paths(key)

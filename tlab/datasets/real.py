@@ -49,12 +49,26 @@ def relabel(split: Split, table: torch.Tensor) -> Split:
 
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-PROBE_TIMEOUT_S = 3.0       # longest wait for the network before declaring it unreachable
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+PROBE_TIMEOUT_S = 3.0  # longest wait for the network before declaring it unreachable
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 _DIGIT_NAMES = tuple(synthetic.DIGIT_CHARS)
-_STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship",
-                  "truck")
+_STL10_CLASSES = (
+    "airplane",
+    "bird",
+    "car",
+    "cat",
+    "deer",
+    "dog",
+    "horse",
+    "monkey",
+    "ship",
+    "truck",
+)
 # The 9 classes CIFAR10 and STL10 share (Zhang et al. 2020, Sec. 5.1: frog dropped from CIFAR10,
 # monkey from STL10), in one order for both so a model trained on one is evaluated on the other.
 SHARED9 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "horse", "ship", "truck")
@@ -65,10 +79,11 @@ def _resize32(images: torch.Tensor, antialias: bool) -> torch.Tensor:
     """uint8 (N, C, H, W) -> uint8 (N, C, 32, 32), bilinear, in chunks to bound memory."""
     out = torch.empty(len(images), images.shape[1], 32, 32, dtype=torch.uint8)
     for lo in range(0, len(images), 1024):
-        part = images[lo:lo + 1024].float()
-        part = F.interpolate(part, size=(32, 32), mode="bilinear", align_corners=False,
-                             antialias=antialias)
-        out[lo:lo + 1024] = part.clamp_(0, 255).round_().to(torch.uint8)
+        part = images[lo : lo + 1024].float()
+        part = F.interpolate(
+            part, size=(32, 32), mode="bilinear", align_corners=False, antialias=antialias
+        )
+        out[lo : lo + 1024] = part.clamp_(0, 255).round_().to(torch.uint8)
     return out
 
 
@@ -80,24 +95,33 @@ def _grey3(images: torch.Tensor) -> torch.Tensor:
 def _mnist_like(cls: type, classes: tuple[str, ...]) -> Callable[..., tuple]:
     """28x28 grey digits/clothes zero-padded to 32x32 and repeated to 3 channels, as Zhang et
     al. (2020, Sec. 5.1) feed MNIST to their DTN."""
+
     def read(root: Path, download: bool) -> tuple:
         sets = [cls(str(root), train=t, download=download) for t in (True, False)]
         return classes, *[(_grey3(F.pad(s.data, (2, 2, 2, 2))), s.targets.long()) for s in sets]
+
     return read
 
 
 def _read_usps(root: Path, download: bool) -> tuple:
     """16x16 grey USPS upsampled x2 to 32x32, bilinear (align_corners=False), 3 channels."""
     sets = [tvd.USPS(str(root / "USPS"), train=t, download=download) for t in (True, False)]
-    return _DIGIT_NAMES, *[(_grey3(_resize32(torch.from_numpy(s.data)[:, None], False)[:, 0]),
-                            torch.tensor(s.targets, dtype=torch.int64)) for s in sets]
+    return _DIGIT_NAMES, *[
+        (
+            _grey3(_resize32(torch.from_numpy(s.data)[:, None], False)[:, 0]),
+            torch.tensor(s.targets, dtype=torch.int64),
+        )
+        for s in sets
+    ]
 
 
 def _read_svhn(root: Path, download: bool, extra: bool) -> tuple:
     """SVHN train (+ the 531,131 'extra' images, as Zhang et al. did) and test, already 32x32."""
+
     def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
         s = tvd.SVHN(str(root / "SVHN"), split=name, download=download)
         return torch.from_numpy(np.ascontiguousarray(s.data)), torch.from_numpy(s.labels)
+
     parts = [split("train")] + ([split("extra")] if extra else [])
     train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]).long())
     test = split("test")
@@ -108,8 +132,13 @@ def _cifar(cls: type) -> Callable[..., tuple]:
     def read(root: Path, download: bool) -> tuple:
         sets = [cls(str(root), train=t, download=download) for t in (True, False)]
         return tuple(sets[0].classes), *[
-            (torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
-             torch.tensor(s.targets, dtype=torch.int64)) for s in sets]
+            (
+                torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
+                torch.tensor(s.targets, dtype=torch.int64),
+            )
+            for s in sets
+        ]
+
     return read
 
 
@@ -118,17 +147,21 @@ def _read_stl10(root: Path, download: bool) -> tuple:
     antialiasing."""
     sets = [tvd.STL10(str(root), split=s, download=download) for s in ("train", "test")]
     classes = tuple(getattr(sets[0], "classes", _STL10_CLASSES))
-    return classes, *[(_resize32(torch.from_numpy(s.data), True),
-                       torch.from_numpy(s.labels.astype(np.int64))) for s in sets]
+    return classes, *[
+        (_resize32(torch.from_numpy(s.data), True), torch.from_numpy(s.labels.astype(np.int64)))
+        for s in sets
+    ]
 
 
 def _nine(read: Callable[..., tuple]) -> Callable[..., tuple]:
     """Keep the 9 shared CIFAR10/STL10 classes, relabelled in the order of :data:`SHARED9`."""
+
     def read9(root: Path, download: bool) -> tuple:
         classes, train, test = read(root, download)
         names = [_SHARED9_ALIASES.get(c, c) for c in classes]
         table = torch.tensor([SHARED9.index(c) if c in SHARED9 else -1 for c in names])
         return SHARED9, relabel(train, table), relabel(test, table)
+
     return read9
 
 
@@ -138,76 +171,132 @@ class _Real:
 
     num_classes: int
     description: str
-    folder: str                     # relative to downloads/: where the files must be
-    files: tuple[str, ...]          # the files torchvision needs there
-    urls: tuple[str, ...]           # where torchvision downloads from
-    how: str                        # how a person puts the files there ({root}, {folder})
-    read: Callable[..., tuple]      # (root, download, **options) -> (classes, train, test)
-    archive: str | None = None      # a torchvision archive in downloads/ that tlab may unpack
-    debian: bool = False            # also unpack "<file>.gz" from DEBIAN_FASHION_MNIST
+    folder: str  # relative to downloads/: where the files must be
+    files: tuple[str, ...]  # the files torchvision needs there
+    urls: tuple[str, ...]  # where torchvision downloads from
+    how: str  # how a person puts the files there ({root}, {folder})
+    read: Callable[..., tuple]  # (root, download, **options) -> (classes, train, test)
+    archive: str | None = None  # a torchvision archive in downloads/ that tlab may unpack
+    debian: bool = False  # also unpack "<file>.gz" from DEBIAN_FASHION_MNIST
     options: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
     def needed(self, opts: dict[str, Any]) -> tuple[str, ...]:
         return self.files + (("extra_32x32.mat",) if opts.get("extra") else ())
 
 
-def _mnist_real(cls: type[Any], folder: str, classes: tuple[str, ...], what: str,
-                extra_how: str = "", debian: bool = False) -> _Real:
-    return _Real(10, what, f"{folder}/raw", _IDX_FILES,
-                 tuple(m + _IDX_FILES[0] + ".gz" for m in cls.mirrors),
-                 f"Copy the four IDX files {', '.join(f + '.gz' for f in _IDX_FILES)} (from "
-                 f"{cls.mirrors[0]}) into {{folder}}; tlab unpacks them.{extra_how}",
-                 _mnist_like(cls, classes), debian=debian)
+def _mnist_real(
+    cls: type[Any],
+    folder: str,
+    classes: tuple[str, ...],
+    what: str,
+    extra_how: str = "",
+    debian: bool = False,
+) -> _Real:
+    return _Real(
+        10,
+        what,
+        f"{folder}/raw",
+        _IDX_FILES,
+        tuple(m + _IDX_FILES[0] + ".gz" for m in cls.mirrors),
+        f"Copy the four IDX files {', '.join(f + '.gz' for f in _IDX_FILES)} (from "
+        f"{cls.mirrors[0]}) into {{folder}}; tlab unpacks them.{extra_how}",
+        _mnist_like(cls, classes),
+        debian=debian,
+    )
 
 
 def _cifar_real(cls: type[Any], what: str, read: Callable[..., tuple], n: int) -> _Real:
-    return _Real(n, what, cls.base_folder,
-                 (*(f for f, _ in cls.train_list + cls.test_list), cls.meta["filename"]),
-                 (cls.url,), f"Put {cls.filename} (from {cls.url}) in {{root}} (tlab unpacks "
-                 f"it), or unpack it there yourself.", read, archive=cls.filename)
+    return _Real(
+        n,
+        what,
+        cls.base_folder,
+        (*(f for f, _ in cls.train_list + cls.test_list), cls.meta["filename"]),
+        (cls.url,),
+        f"Put {cls.filename} (from {cls.url}) in {{root}} (tlab unpacks "
+        f"it), or unpack it there yourself.",
+        read,
+        archive=cls.filename,
+    )
 
 
 def _stl_real(what: str, read: Callable[..., tuple], n: int) -> _Real:
     files = tuple(f for f, _ in tvd.STL10.train_list + tvd.STL10.test_list)
-    return _Real(n, what, tvd.STL10.base_folder, files, (tvd.STL10.url,),
-                 f"Put {tvd.STL10.filename} (from {tvd.STL10.url}) in {{root}} (tlab unpacks "
-                 f"it), or unpack it there so that {{folder}} holds {', '.join(files)} "
-                 f"(torchvision checks all five).", read,
-                 archive=tvd.STL10.filename)
+    return _Real(
+        n,
+        what,
+        tvd.STL10.base_folder,
+        files,
+        (tvd.STL10.url,),
+        f"Put {tvd.STL10.filename} (from {tvd.STL10.url}) in {{root}} (tlab unpacks "
+        f"it), or unpack it there so that {{folder}} holds {', '.join(files)} "
+        f"(torchvision checks all five).",
+        read,
+        archive=tvd.STL10.filename,
+    )
 
 
 REAL_DATASETS: dict[str, _Real] = {
-    "mnist": _mnist_real(tvd.MNIST, "MNIST", _DIGIT_NAMES, "MNIST handwritten digits, 60k/10k, "
-                         "28x28 zero-padded to 32 (grey)"),
-    "usps": _Real(10, "USPS handwritten digits, 7,291/2,007, 16x16 upsampled to 32 (grey)",
-                  "USPS", ("usps.bz2", "usps.t.bz2"),
-                  tuple(u for u, _, _ in tvd.USPS.split_list.values()),
-                  "Copy usps.bz2 and usps.t.bz2 (from "
-                  f"{tvd.USPS.split_list['train'][0].rsplit('/', 1)[0]}/) into {{folder}}.",
-                  _read_usps),
-    "svhn": _Real(10, "SVHN house-number digits, 73k (+531k extra)/26k, 32x32 colour", "SVHN",
-                  ("train_32x32.mat", "test_32x32.mat"),
-                  tuple(u for u, _, _ in tvd.SVHN.split_list.values()),
-                  "Copy train_32x32.mat, test_32x32.mat and (unless extra=False) "
-                  "extra_32x32.mat (from http://ufldl.stanford.edu/housenumbers/) into "
-                  "{folder}.", _read_svhn,
-                  options={"extra": (True, "add SVHN's 531,131 'extra' training images")}),
-    "cifar10": _cifar_real(tvd.CIFAR10, "CIFAR10, 10 object classes, 50k/10k, 32x32 colour",
-                           _cifar(tvd.CIFAR10), 10),
-    "cifar100": _cifar_real(tvd.CIFAR100, "CIFAR100, 100 object classes, 50k/10k, 32x32 colour",
-                            _cifar(tvd.CIFAR100), 100),
-    "stl10": _stl_real("STL10 labelled images, 10 classes, 5k/8k, 96x96 resized to 32",
-                       _read_stl10, 10),
-    "cifar10_9": _cifar_real(tvd.CIFAR10, "CIFAR10 without frog: the 9 classes shared with "
-                             "STL10, in the same order as stl10_9", _nine(_cifar(tvd.CIFAR10)), 9),
-    "stl10_9": _stl_real("STL10 without monkey: the 9 classes shared with CIFAR10, in the same "
-                         "order as cifar10_9", _nine(_read_stl10), 9),
+    "mnist": _mnist_real(
+        tvd.MNIST,
+        "MNIST",
+        _DIGIT_NAMES,
+        "MNIST handwritten digits, 60k/10k, 28x28 zero-padded to 32 (grey)",
+    ),
+    "usps": _Real(
+        10,
+        "USPS handwritten digits, 7,291/2,007, 16x16 upsampled to 32 (grey)",
+        "USPS",
+        ("usps.bz2", "usps.t.bz2"),
+        tuple(u for u, _, _ in tvd.USPS.split_list.values()),
+        "Copy usps.bz2 and usps.t.bz2 (from "
+        f"{tvd.USPS.split_list['train'][0].rsplit('/', 1)[0]}/) into {{folder}}.",
+        _read_usps,
+    ),
+    "svhn": _Real(
+        10,
+        "SVHN house-number digits, 73k (+531k extra)/26k, 32x32 colour",
+        "SVHN",
+        ("train_32x32.mat", "test_32x32.mat"),
+        tuple(u for u, _, _ in tvd.SVHN.split_list.values()),
+        "Copy train_32x32.mat, test_32x32.mat and (unless extra=False) "
+        "extra_32x32.mat (from http://ufldl.stanford.edu/housenumbers/) into "
+        "{folder}.",
+        _read_svhn,
+        options={"extra": (True, "add SVHN's 531,131 'extra' training images")},
+    ),
+    "cifar10": _cifar_real(
+        tvd.CIFAR10, "CIFAR10, 10 object classes, 50k/10k, 32x32 colour", _cifar(tvd.CIFAR10), 10
+    ),
+    "cifar100": _cifar_real(
+        tvd.CIFAR100,
+        "CIFAR100, 100 object classes, 50k/10k, 32x32 colour",
+        _cifar(tvd.CIFAR100),
+        100,
+    ),
+    "stl10": _stl_real(
+        "STL10 labelled images, 10 classes, 5k/8k, 96x96 resized to 32", _read_stl10, 10
+    ),
+    "cifar10_9": _cifar_real(
+        tvd.CIFAR10,
+        "CIFAR10 without frog: the 9 classes shared with STL10, in the same order as stl10_9",
+        _nine(_cifar(tvd.CIFAR10)),
+        9,
+    ),
+    "stl10_9": _stl_real(
+        "STL10 without monkey: the 9 classes shared with CIFAR10, in the same order as cifar10_9",
+        _nine(_read_stl10),
+        9,
+    ),
     "fashion_mnist": _mnist_real(
-        tvd.FashionMNIST, "FashionMNIST", tuple(tvd.FashionMNIST.classes),
+        tvd.FashionMNIST,
+        "FashionMNIST",
+        tuple(tvd.FashionMNIST.classes),
         "Fashion-MNIST clothes, 60k/10k, 28x28 zero-padded to 32 (grey); read from Debian's "
         "dataset-fashion-mnist when installed",
         f" Or install Debian's package (apt-get install dataset-fashion-mnist), which puts "
-        f"them in {DEBIAN_FASHION_MNIST}/, where tlab finds them.", debian=True),
+        f"them in {DEBIAN_FASHION_MNIST}/, where tlab finds them.",
+        debian=True,
+    ),
 }
 
 
@@ -218,7 +307,7 @@ def _gunzip(src: Path, dst: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, 1 << 20)
-        os.chmod(tmp, 0o644)        # mkstemp makes it private; a shared data folder needs reads
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared data folder needs reads
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):
@@ -243,8 +332,11 @@ def on_disk(name: str) -> bool:
     info, root = REAL_DATASETS[name], paths.data_root() / "downloads"
     opts = {k: d for k, (d, _) in info.options.items()}
     missing, gz = _local_sources(info, root, opts)
-    return not missing or set(missing) == set(gz) or bool(
-        info.archive and (root / info.archive).is_file())
+    return (
+        not missing
+        or set(missing) == set(gz)
+        or bool(info.archive and (root / info.archive).is_file())
+    )
 
 
 def _network_problem(urls: tuple[str, ...]) -> str | None:
@@ -288,7 +380,8 @@ def _unavailable(name: str, info: _Real, root: Path, problem: str) -> DatasetUna
         f"dataset {name!r} is not available: {problem}. tlab looked in {root / info.folder} "
         f"(set TLAB_DATA to use another data folder). "
         f"{info.how.format(root=root, folder=root / info.folder)} Domains that work offline "
-        f"now: {', '.join(offline)}.")
+        f"now: {', '.join(offline)}."
+    )
 
 
 def load_real(name: str, **opts: Any) -> tuple:
@@ -303,14 +396,22 @@ def load_real(name: str, **opts: Any) -> tuple:
         if info.archive and missing and (root / info.archive).is_file():
             extract_archive(str(root / info.archive), str(root))
     except (OSError, EOFError, tarfile.TarError) as exc:
-        raise _unavailable(name, info, root, f"a local archive could not be unpacked ({exc}); "
-                           f"replace it with an intact copy") from exc
+        raise _unavailable(
+            name,
+            info,
+            root,
+            f"a local archive could not be unpacked ({exc}); replace it with an intact copy",
+        ) from exc
     missing, _ = _local_sources(info, root, opts)
     if missing:
         problem = _network_problem(info.urls)
         if problem is not None:
-            raise _unavailable(name, info, root, f"{', '.join(missing)} not on disk and no "
-                               f"network to download them ({problem})")
+            raise _unavailable(
+                name,
+                info,
+                root,
+                f"{', '.join(missing)} not on disk and no network to download them ({problem})",
+            )
     try:
         return info.read(root, bool(missing), **opts)
     except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:

@@ -53,35 +53,50 @@ LETTER_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # and cmex10 (math symbols at those code points), cmmi10 (old-style digits that dip below the
 # baseline) and LastResortHE (placeholder boxes).
 FONT_FILES = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
-    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
-    "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
-    "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf", "STIXGeneral.ttf",
-    "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
-    "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmss10.ttf",
+    "cmti10.ttf",
+    "cmtt10.ttf",
 )
 
-SIZE = 32                 # output side, pixels
-_ATLAS_H, _ATLAS_W = 48, 64   # atlas cell; wide enough for a bold "W" at the reference height
-_CAP = 34                 # height of a capital "H" (and of most digits) in the atlas, pixels
-_CHUNK = 2048             # images warped at once (bounds memory: ~3 x 25 MB of float32)
+SIZE = 32  # output side, pixels
+_ATLAS_H, _ATLAS_W = 48, 64  # atlas cell; wide enough for a bold "W" at the reference height
+_CAP = 34  # height of a capital "H" (and of most digits) in the atlas, pixels
+_CHUNK = 2048  # images warped at once (bounds memory: ~3 x 25 MB of float32)
 
 
 @dataclass(frozen=True)
 class GlyphStyle:
     """Ranges of the random variation (all uniform unless said otherwise)."""
 
-    height: tuple[float, float] = (0.50, 0.85)     # glyph cap height / image height
-    aspect: tuple[float, float] = (0.80, 1.25)     # horizontal stretch, log-uniform
-    rotation_deg: float = 15.0                     # +- this
-    shift: float = 0.15                            # centre offset, fraction of the half-width
-    neighbour_p: float = 0.6                       # chance of a neighbour on each side
-    spacing: tuple[float, float] = (0.70, 1.00)    # neighbour distance / glyph height
-    blur_sigma: tuple[float, float] = (0.0, 1.0)   # Gaussian blur, pixels
-    noise_p: float = 0.5                           # chance of additive Gaussian noise
+    height: tuple[float, float] = (0.50, 0.85)  # glyph cap height / image height
+    aspect: tuple[float, float] = (0.80, 1.25)  # horizontal stretch, log-uniform
+    rotation_deg: float = 15.0  # +- this
+    shift: float = 0.15  # centre offset, fraction of the half-width
+    neighbour_p: float = 0.6  # chance of a neighbour on each side
+    spacing: tuple[float, float] = (0.70, 1.00)  # neighbour distance / glyph height
+    blur_sigma: tuple[float, float] = (0.0, 1.0)  # Gaussian blur, pixels
+    noise_p: float = 0.5  # chance of additive Gaussian noise
     noise_sigma: tuple[float, float] = (0.01, 0.06)
-    contrast: float = 0.30                         # luminance gap floor, colour images
-    gradient: float = 0.15                         # background brightness ramp amplitude
+    contrast: float = 0.30  # luminance gap floor, colour images
+    gradient: float = 0.15  # background brightness ramp amplitude
 
 
 def fonts_dir() -> Path:
@@ -106,14 +121,15 @@ def glyph_atlas(chars: str) -> torch.Tensor:
         font = ImageFont.truetype(str(folder / name), max(1, round(100 * _CAP / (bottom - top))))
         for c, ch in enumerate(chars):
             canvas = Image.new("L", (4 * _ATLAS_W, 4 * _ATLAS_H), 0)
-            ImageDraw.Draw(canvas).text((2 * _ATLAS_W, 2 * _ATLAS_H), ch, font=font, fill=255,
-                                        anchor="mm")
+            ImageDraw.Draw(canvas).text(
+                (2 * _ATLAS_W, 2 * _ATLAS_H), ch, font=font, fill=255, anchor="mm"
+            )
             ink = canvas.crop(canvas.getbbox())
             w, h = min(ink.width, _ATLAS_W), min(ink.height, _ATLAS_H)
             x0, y0 = (ink.width - w) // 2, (ink.height - h) // 2
             mask = np.asarray(ink.crop((x0, y0, x0 + w, y0 + h)), dtype=np.float32) / 255.0
             top_px, left_px = (_ATLAS_H - h) // 2, (_ATLAS_W - w) // 2
-            atlas[f, c, top_px:top_px + h, left_px:left_px + w] = mask
+            atlas[f, c, top_px : top_px + h, left_px : left_px + w] = mask
     return torch.from_numpy(atlas)
 
 
@@ -121,8 +137,9 @@ def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
 
 
-def _placement(centre: torch.Tensor, zoom: torch.Tensor, stretch: torch.Tensor,
-               angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _placement(
+    centre: torch.Tensor, zoom: torch.Tensor, stretch: torch.Tensor, angle: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The affine map from output to atlas coordinates, as grid_sample wants it.
 
     Output pixel u (relative to the image centre) samples atlas pixel
@@ -143,14 +160,15 @@ def _placement(centre: torch.Tensor, zoom: torch.Tensor, stretch: torch.Tensor,
 def _sample(glyphs: torch.Tensor, base_grid: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """Warp atlas cells (n, 48, 64) into (n, 1, 32, 32) coverage masks."""
     grid = base_grid + offset[:, None, None, :].float()
-    return F.grid_sample(glyphs[:, None], grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
+    return F.grid_sample(
+        glyphs[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
 
 
 def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable 5-tap Gaussian blur of (m, 1, 32, 32) masks, one sigma per image."""
     taps = torch.arange(-2, 3, dtype=torch.float64)
-    w = torch.exp(-taps[None, :] ** 2 / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))
+    w = torch.exp(-(taps[None, :] ** 2) / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))
     w = (w / w.sum(1, keepdim=True)).float()
     m = x.shape[0]
     y = F.pad(x.reshape(1, m, SIZE, SIZE), (2, 2, 2, 2), mode="replicate")
@@ -162,8 +180,9 @@ def _luminance(rgb: torch.Tensor) -> torch.Tensor:
     return rgb @ torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype)
 
 
-def _colours(g: torch.Generator, n: int, colour: bool, style: GlyphStyle
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def _colours(
+    g: torch.Generator, n: int, colour: bool, style: GlyphStyle
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Foreground and background colours (n, 3), or grey levels (n, 1) light on dark.
 
     Colour images: among 16 candidate foregrounds the first whose luminance differs from the
@@ -181,8 +200,9 @@ def _colours(g: torch.Generator, n: int, colour: bool, style: GlyphStyle
     return fg, bg
 
 
-def render_glyphs(chars: str, n: int, *, seed: int, colour: bool,
-                  style: GlyphStyle = GlyphStyle()) -> tuple[torch.Tensor, torch.Tensor]:
+def render_glyphs(
+    chars: str, n: int, *, seed: int, colour: bool, style: GlyphStyle = GlyphStyle()
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` images (uint8, (n, 3, 32, 32)) of the characters ``chars`` and their labels.
 
     Labels are balanced: class c appears ``n // len(chars)`` or one more times, in random
@@ -191,9 +211,9 @@ def render_glyphs(chars: str, n: int, *, seed: int, colour: bool,
     g = torch.Generator().manual_seed(seed)
     k = len(chars)
     atlas = glyph_atlas(chars)
-    cells = atlas.flatten(0, 1)        # (fonts * k, 48, 64); cell of (font f, char c) = f * k + c
+    cells = atlas.flatten(0, 1)  # (fonts * k, 48, 64); cell of (font f, char c) = f * k + c
     labels = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
-    font_base = torch.randint(0, atlas.shape[0], (n,), generator=g) * k   # first cell of the font
+    font_base = torch.randint(0, atlas.shape[0], (n,), generator=g) * k  # first cell of the font
     left_char = torch.randint(0, k, (n,), generator=g)
     right_char = torch.randint(0, k, (n,), generator=g)
     height = _uniform(g, n, *style.height)
@@ -212,7 +232,7 @@ def render_glyphs(chars: str, n: int, *, seed: int, colour: bool,
     axis = torch.stack([torch.cos(angle), torch.sin(angle)], 1)
     linear, offset = _placement(centre, zoom, stretch, angle)
     _, step_right = _placement(centre + spacing[:, None] * axis, zoom, stretch, angle)
-    step = step_right - offset      # offset change that moves a glyph one neighbour right
+    step = step_right - offset  # offset change that moves a glyph one neighbour right
     # pixel centres in normalised output coordinates, (32, 32, 2) as (x, y)
     coords = (torch.arange(SIZE, dtype=torch.float32) - (SIZE - 1) / 2) / (SIZE / 2)
     pixel_xy = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1)
@@ -222,18 +242,23 @@ def render_glyphs(chars: str, n: int, *, seed: int, colour: bool,
         base = torch.einsum("nij,hwj->nhwi", linear[s].float(), pixel_xy)
         mask = _sample(cells.index_select(0, font_base[s] + labels[s]), base, offset[s])
         for side, chars_s, sign in ((0, left_char, -1.0), (1, right_char, 1.0)):
-            neighbour = _sample(cells.index_select(0, font_base[s] + chars_s[s]), base,
-                                offset[s] + sign * step[s])
+            neighbour = _sample(
+                cells.index_select(0, font_base[s] + chars_s[s]), base, offset[s] + sign * step[s]
+            )
             mask = torch.maximum(mask, neighbour * sides[s, side, None, None, None])
         mask = _blur(mask, sigma[s])
         ramp_xy = torch.stack([torch.cos(ramp_angle[s]), torch.sin(ramp_angle[s])], -1)
-        back = (bg[s].float()[:, :, None, None]
-                + (ramp[s].float()[:, None, None]
-                   * (pixel_xy @ ramp_xy.float().T).permute(2, 0, 1))[:, None])
+        back = (
+            bg[s].float()[:, :, None, None]
+            + (ramp[s].float()[:, None, None] * (pixel_xy @ ramp_xy.float().T).permute(2, 0, 1))[
+                :, None
+            ]
+        )
         img = torch.lerp(back, fg[s].float()[:, :, None, None], mask)
         noisy = noise_sigma[s].nonzero().squeeze(1)
-        img[noisy] += (noise_sigma[s][noisy, None, None, None].float()
-                       * torch.randn((len(noisy), *img.shape[1:]), generator=g))
+        img[noisy] += noise_sigma[s][noisy, None, None, None].float() * torch.randn(
+            (len(noisy), *img.shape[1:]), generator=g
+        )
         out[s] = img.clamp_(0, 1).mul_(255).round_().to(torch.uint8).expand(-1, 3, -1, -1)
     return out, labels.to(torch.int64)
 
@@ -285,8 +310,13 @@ def _read_cache(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, t
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     """Write atomically (see :func:`tlab.cache.atomic_write`): two processes writing the same
     entry each replace it with identical bytes; a reader sees no file or a complete one."""
-    atomic_write(path, save({k: t.contiguous() for k, t in tensors.items()},
-                            metadata={**meta, "digest": _digest(tensors)}))
+    atomic_write(
+        path,
+        save(
+            {k: t.contiguous() for k, t in tensors.items()},
+            metadata={**meta, "digest": _digest(tensors)},
+        ),
+    )
 
 
 def cache_path(name: str, params: dict[str, Any]) -> Path:
@@ -295,8 +325,12 @@ def cache_path(name: str, params: dict[str, Any]) -> Path:
     return paths.subdir("embedded") / f"{name}-v{GENERATOR_VERSION}-{digest}.safetensors"
 
 
-def cached(name: str, params: dict[str, Any], sizes: tuple[int, int],
-           make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def cached(
+    name: str,
+    params: dict[str, Any],
+    sizes: tuple[int, int],
+    make: Callable[[], dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
     """The train/test tensors of generated set ``name``: from the cache, else ``make()``d and
     cached. A corrupt cache file is reported with a warning and regenerated."""
     path = cache_path(name, params)
@@ -304,14 +338,24 @@ def cached(name: str, params: dict[str, Any], sizes: tuple[int, int],
     for split, n in zip(("train", "test"), sizes, strict=True):
         expected[f"{split}_images"] = (n, 3, 32, 32)
         expected[f"{split}_labels"] = (n,)
-    with entry_lock(path):   # two kernels generating the same domain: one renders, one reads
+    with entry_lock(path):  # two kernels generating the same domain: one renders, one reads
         if path.exists():
             try:
                 return _read_cache(path, expected)
             except ValueError as exc:
-                warnings.warn(f"cached {name} set {path} is corrupt: {exc}; regenerating it",
-                              RuntimeWarning, stacklevel=5)
+                warnings.warn(
+                    f"cached {name} set {path} is corrupt: {exc}; regenerating it",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
         tensors = make()
-        _write_cache(path, tensors, {"domain": name, "params": json.dumps(params, sort_keys=True),
-                                     "version": str(GENERATOR_VERSION)})
+        _write_cache(
+            path,
+            tensors,
+            {
+                "domain": name,
+                "params": json.dumps(params, sort_keys=True),
+                "version": str(GENERATOR_VERSION),
+            },
+        )
         return tensors

@@ -35,8 +35,10 @@ class EnsembleModel(nn.Module):
             raise TlabError("EnsembleModel needs a non-empty list of models (nn.Module)")
         classes = {m.num_classes for m in members if isinstance(m, StagedModel)}
         if len(classes) > 1:
-            raise TlabError(f"ensemble members disagree on the number of classes: "
-                            f"{sorted(classes)}; every student must solve the same task")
+            raise TlabError(
+                f"ensemble members disagree on the number of classes: "
+                f"{sorted(classes)}; every student must solve the same task"
+            )
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

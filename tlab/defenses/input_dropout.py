@@ -20,13 +20,16 @@ from tlab.errors import TlabError
 
 def _check_ratio(ratio: object) -> float:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
-        raise TlabError(f"ratio={ratio!r} must be the fraction of pixels to drop, in [0, 1) "
-                        "(Wang et al. 2018, Fig. 7, sweep 0 to about 0.5)")
+        raise TlabError(
+            f"ratio={ratio!r} must be the fraction of pixels to drop, in [0, 1) "
+            "(Wang et al. 2018, Fig. 7, sweep 0 to about 0.5)"
+        )
     return float(ratio)
 
 
-def drop_pixels(x: torch.Tensor, ratio: float, *,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def drop_pixels(
+    x: torch.Tensor, ratio: float, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``x`` with each pixel (all its channels together) set to 0 with probability ``ratio``.
 
     Wang et al. (2018, Sec. 6.1) describe the defense as dropping a fraction of randomly chosen
@@ -42,8 +45,15 @@ def drop_pixels(x: torch.Tensor, ratio: float, *,
     return x * keep.to(device=x.device, dtype=x.dtype)
 
 
-def dropout_vote_predict(model: nn.Module, x: torch.Tensor, ratio: float, votes: int = 3,
-                         seed: int = 0, *, batch_size: int = 256) -> torch.Tensor:
+def dropout_vote_predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    ratio: float,
+    votes: int = 3,
+    seed: int = 0,
+    *,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Majority vote of ``votes`` predictions on independently pixel-dropped copies of ``x``.
 
     Wang et al. (2018, Sec. 6.1): 3 predictions per image; the class predicted most often wins,
@@ -58,7 +68,7 @@ def dropout_vote_predict(model: nn.Module, x: torch.Tensor, ratio: float, votes:
     copies = torch.cat([drop_pixels(x, ratio, generator=generator) for _ in range(votes)])
     predictions = predict(model, copies, batch_size=batch_size).view(votes, x.shape[0])
     num_classes = int(predictions.max().item()) + 1 if predictions.numel() else 1
-    counts = F.one_hot(predictions, num_classes).sum(0).float()          # (N, classes)
+    counts = F.one_hot(predictions, num_classes).sum(0).float()  # (N, classes)
     # Counts are integers: noise below 1 only reorders classes that tie for the most votes.
     jitter = torch.rand(counts.shape, generator=generator).to(counts.device) * 0.5
     return (counts + jitter).argmax(1)

@@ -33,8 +33,13 @@ def _check_models(student: object, teacher: object, layer: object) -> int:
     if not isinstance(teacher, StagedModel):
         raise TlabError(f"teacher must be a StagedModel, got {type(teacher).__name__}")
     n = min(student.num_stages, teacher.num_stages)
-    return check_stage(layer, n, name="layer", first=1,
-                       hint=f"the stages student and teacher share: {student.describe_stages()}")
+    return check_stage(
+        layer,
+        n,
+        name="layer",
+        first=1,
+        hint=f"the stages student and teacher share: {student.describe_stages()}",
+    )
 
 
 def neuron_weights(student: StagedModel, layer: int) -> torch.Tensor | None:
@@ -54,8 +59,9 @@ def neuron_weights(student: StagedModel, layer: int) -> torch.Tensor | None:
     return sums / sums.mean()
 
 
-def _weighted_distance(s: torch.Tensor, t: torch.Tensor,
-                       weights: torch.Tensor | None) -> torch.Tensor:
+def _weighted_distance(
+    s: torch.Tensor, t: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
     """``sqrt(sum_i w_i (t_i - s_i)^2)`` per example (the authors' code form)."""
     diff = (t - s).flatten(1)
     if weights is not None:
@@ -65,13 +71,21 @@ def _weighted_distance(s: torch.Tensor, t: torch.Tensor,
 
 def _check_feature_shapes(s: torch.Tensor, t: torch.Tensor, layer: int) -> None:
     if s.shape != t.shape:
-        raise TlabError(f"layer {layer} of the student gives {tuple(s.shape[1:])} but the "
-                        f"teacher gives {tuple(t.shape[1:])}; pick a layer the student copied "
-                        "from this teacher")
+        raise TlabError(
+            f"layer {layer} of the student gives {tuple(s.shape[1:])} but the "
+            f"teacher gives {tuple(t.shape[1:])}; pick a layer the student copied "
+            "from this teacher"
+        )
 
 
-def neuron_distance(student: StagedModel, teacher: StagedModel, x: torch.Tensor, *, layer: int,
-                    batch_size: int = 256) -> torch.Tensor:
+def neuron_distance(
+    student: StagedModel,
+    teacher: StagedModel,
+    x: torch.Tensor,
+    *,
+    layer: int,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Weighted layer-K distance between student and teacher for each image, ``(N,)``.
 
     The quantity :func:`neuron_distance_retrain` pushes above its threshold (both models in eval
@@ -85,7 +99,7 @@ def neuron_distance(student: StagedModel, teacher: StagedModel, x: torch.Tensor,
     pieces = []
     with eval_mode(student), eval_mode(teacher), torch.no_grad():
         for lo in range(0, x.shape[0], batch_size):
-            xb = x[lo:lo + batch_size]
+            xb = x[lo : lo + batch_size]
             s = student.features(xb.to(s_dev), layer)
             t = teacher.features(xb.to(t_dev), layer).to(s_dev)
             _check_feature_shapes(s, t, layer)
@@ -94,12 +108,22 @@ def neuron_distance(student: StagedModel, teacher: StagedModel, x: torch.Tensor,
     return torch.cat(pieces)
 
 
-def neuron_distance_retrain(student: StagedModel, teacher: StagedModel, train_set: TensorSet, *,
-                            layer: int, threshold: float, epochs: int = 10,
-                            penalty: float | None = None, batch_size: int = 128,
-                            optimizer: str = "adam", lr: float = 1e-3, seed: int = 0,
-                            device: str | torch.device | None = None,
-                            progress: bool = True) -> tuple[StagedModel, list[dict[str, Any]]]:
+def neuron_distance_retrain(
+    student: StagedModel,
+    teacher: StagedModel,
+    train_set: TensorSet,
+    *,
+    layer: int,
+    threshold: float,
+    epochs: int = 10,
+    penalty: float | None = None,
+    batch_size: int = 128,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[StagedModel, list[dict[str, Any]]]:
     """Retrain a copy of ``student`` away from ``teacher`` at layer K (Wang et al. 2018, Sec. 6.2).
 
     Every stage is unfrozen and trained on the student's own data with
@@ -136,15 +160,20 @@ def neuron_distance_retrain(student: StagedModel, teacher: StagedModel, train_se
     if not isinstance(train_set, TensorSet) or len(train_set) == 0:
         raise TlabError("train_set must be a non-empty TensorSet (the student's training data)")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold <= 0:
-        raise TlabError(f"threshold={threshold!r} must be a positive distance; measure typical "
-                        "values with neuron_distance() or the norm of teacher.features(x, layer)")
+        raise TlabError(
+            f"threshold={threshold!r} must be a positive distance; measure typical "
+            "values with neuron_distance() or the norm of teacher.features(x, layer)"
+        )
     if penalty is None:
         penalty = PENALTY_BALANCE / float(threshold) ** 2
     elif isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or penalty <= 0:
-        raise TlabError(f"penalty={penalty!r} must be a positive number (or None for "
-                        f"{PENALTY_BALANCE:g} / threshold**2)")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                         seed=seed, patience=None)
+        raise TlabError(
+            f"penalty={penalty!r} must be a positive number (or None for "
+            f"{PENALTY_BALANCE:g} / threshold**2)"
+        )
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed, patience=None
+    )
     device = pick_device(device)
     model = freeze(copy.deepcopy(student), 0).to(device)
     teacher_device = model_device(teacher)
@@ -153,11 +182,16 @@ def neuron_distance_retrain(student: StagedModel, teacher: StagedModel, train_se
     batches = DeviceBatches(train_set, batch_size, device=device, shuffle=True, seed=seed)
     history: list[dict[str, Any]] = []
     with eval_mode(teacher):
-        for epoch in tqdm(range(1, epochs + 1), desc="neuron-distance retraining", unit="epoch",
-                          disable=not progress, leave=False):
+        for epoch in tqdm(
+            range(1, epochs + 1),
+            desc="neuron-distance retraining",
+            unit="epoch",
+            disable=not progress,
+            leave=False,
+        ):
             d_th = float(threshold) * epoch / epochs
             model.train()
-            sums = torch.zeros(5, device=device)   # loss, ce, distance, below, correct
+            sums = torch.zeros(5, device=device)  # loss, ce, distance, below, correct
             seen = 0
             for x, y in batches:
                 with torch.no_grad():
@@ -174,13 +208,27 @@ def neuron_distance_retrain(student: StagedModel, teacher: StagedModel, train_se
                 opt.step()
                 with torch.no_grad():
                     k = len(y)
-                    sums += torch.stack([loss * k, ce * k, distance.sum(),
-                                         (distance < d_th).sum().float(),
-                                         (logits.argmax(1) == y).sum().float()])
+                    sums += torch.stack(
+                        [
+                            loss * k,
+                            ce * k,
+                            distance.sum(),
+                            (distance < d_th).sum().float(),
+                            (logits.argmax(1) == y).sum().float(),
+                        ]
+                    )
                 seen += len(y)
             loss_sum, ce_sum, dist_sum, below, correct = (sums / seen).tolist()
-            history.append({"epoch": epoch, "threshold": d_th, "loss": loss_sum,
-                            "cross_entropy": ce_sum, "distance": dist_sum,
-                            "below_threshold": below, "train_accuracy": correct})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "threshold": d_th,
+                    "loss": loss_sum,
+                    "cross_entropy": ce_sum,
+                    "distance": dist_sum,
+                    "below_threshold": below,
+                    "train_accuracy": correct,
+                }
+            )
     model.eval()
     return model, history

@@ -29,19 +29,23 @@ from IPython.display import display
 PANEL_NOTE_KEY = "tlab_panel_note"
 
 
-def eps_slider(value: float = 8 / 255, *, max_255: int = 32,
-               description: str = "eps") -> widgets.SelectionSlider:
+def eps_slider(
+    value: float = 8 / 255, *, max_255: int = 32, description: str = "eps"
+) -> widgets.SelectionSlider:
     """A slider over eps = k/255 for k = 0..max_255 (values in [0, 1] pixel units)."""
     options = [(f"{k}/255", k / 255) for k in range(max_255 + 1)]
     nearest = min(options, key=lambda o: abs(o[1] - value))[1]
-    return widgets.SelectionSlider(options=options, value=nearest, description=description,
-                                   continuous_update=False)
+    return widgets.SelectionSlider(
+        options=options, value=nearest, description=description, continuous_update=False
+    )
 
 
 def figure_bundle(figure: go.Figure) -> dict[str, Any]:
     """The mime bundle of a plotly figure: plotly's JSON mimetype and a plain-text fallback."""
-    return {"application/vnd.plotly.v1+json": json.loads(pio.to_json(figure, validate=False)),
-            "text/plain": f"<plotly figure: {figure.layout.title.text or 'untitled'}>"}
+    return {
+        "application/vnd.plotly.v1+json": json.loads(pio.to_json(figure, validate=False)),
+        "text/plain": f"<plotly figure: {figure.layout.title.text or 'untitled'}>",
+    }
 
 
 def _shown(control: widgets.ValueWidget) -> str:
@@ -58,9 +62,12 @@ class Panel(widgets.VBox):
     value without inviting a move that cannot change anything.
     """
 
-    def __init__(self, render: Callable[..., go.Figure],
-                 controls: Mapping[str, widgets.ValueWidget],
-                 applies: Mapping[str, Callable[[dict[str, Any]], bool]] | None = None) -> None:
+    def __init__(
+        self,
+        render: Callable[..., go.Figure],
+        controls: Mapping[str, widgets.ValueWidget],
+        applies: Mapping[str, Callable[[dict[str, Any]], bool]] | None = None,
+    ) -> None:
         self._render = render
         self.controls = dict(controls)
         self._applies = dict(applies or {})
@@ -89,22 +96,29 @@ class Panel(widgets.VBox):
             applies = self._applies.get(name)
             control.disabled = single or (applies is not None and not applies(values))
         figure = self._render(**values)
-        self.output.outputs = ({"output_type": "display_data", "data": figure_bundle(figure),
-                                "metadata": {}},)
+        self.output.outputs = (
+            {"output_type": "display_data", "data": figure_bundle(figure), "metadata": {}},
+        )
         return figure
 
     def _on_change(self, _change: dict[str, Any]) -> None:
         try:
             self.figure = self._draw()
         except Exception as exc:  # noqa: BLE001 -- any error is shown where the figure stood
-            self.output.outputs = ({"output_type": "error", "ename": type(exc).__name__,
-                                    "evalue": str(exc),
-                                    "traceback": traceback.format_exception(exc)},)
+            self.output.outputs = (
+                {
+                    "output_type": "error",
+                    "ename": type(exc).__name__,
+                    "evalue": str(exc),
+                    "traceback": traceback.format_exception(exc),
+                },
+            )
 
     def note(self) -> str:
         """One line for a page without widgets: which values the figure shows."""
-        shown = ", ".join(f"{c.description or name} = {_shown(c)}"
-                          for name, c in self.controls.items())
+        shown = ", ".join(
+            f"{c.description or name} = {_shown(c)}" for name, c in self.controls.items()
+        )
         return f"Interactive panel ({shown}): open the notebook in JupyterLab to move its controls."
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,8 +126,11 @@ class Panel(widgets.VBox):
         return data, {PANEL_NOTE_KEY: self.note()}
 
 
-def interactive_figure(render: Callable[..., go.Figure], *,
-                       applies: Mapping[str, Callable[[dict[str, Any]], bool]] | None = None,
-                       **controls: widgets.ValueWidget) -> None:
+def interactive_figure(
+    render: Callable[..., go.Figure],
+    *,
+    applies: Mapping[str, Callable[[dict[str, Any]], bool]] | None = None,
+    **controls: widgets.ValueWidget,
+) -> None:
     """Show a :class:`Panel` of ``render`` under ``controls`` (every notebook's panels)."""
     display(Panel(render, controls, applies))

@@ -62,8 +62,10 @@ class Effect:
         scale, unit = (100, " points") if percent else (1, "")
         if self.n < 2:
             return f"{scale * self.mean:+.3g}{unit}, no interval (n={self.n})"
-        return (f"{scale * self.mean:+.3g}{unit}, {LEVEL:.0%} CI [{scale * self.low:+.3g}, "
-                f"{scale * self.high:+.3g}] (n={self.n})")
+        return (
+            f"{scale * self.mean:+.3g}{unit}, {LEVEL:.0%} CI [{scale * self.low:+.3g}, "
+            f"{scale * self.high:+.3g}] (n={self.n})"
+        )
 
 
 def effect(per_seed: Sequence[float] | np.ndarray) -> Effect:
@@ -121,9 +123,17 @@ class Claim:
 
 def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
     """The claims as a table: claim, measured numbers, the rule applied, the verdict."""
-    return pd.DataFrame([{
-        "claim": f"{c.code}: {c.statement}", "measured": c.measured, "rule": c.rule,
-        "verdict": c.verdict} for c in claims]).set_index("claim")
+    return pd.DataFrame(
+        [
+            {
+                "claim": f"{c.code}: {c.statement}",
+                "measured": c.measured,
+                "rule": c.rule,
+                "verdict": c.verdict,
+            }
+            for c in claims
+        ]
+    ).set_index("claim")
 
 
 def _check_pairs(better: Sequence[float], worse: Sequence[float]) -> tuple[np.ndarray, ...]:
@@ -133,8 +143,16 @@ def _check_pairs(better: Sequence[float], worse: Sequence[float]) -> tuple[np.nd
     return better_a, worse_a
 
 
-def paired_claim(code: str, statement: str, better: Sequence[float], worse: Sequence[float], *,
-                 what: str, seeds: Sequence[int], percent: bool = True) -> Claim:
+def paired_claim(
+    code: str,
+    statement: str,
+    better: Sequence[float],
+    worse: Sequence[float],
+    *,
+    what: str,
+    seeds: Sequence[int],
+    percent: bool = True,
+) -> Claim:
     """A claim "``better`` > ``worse``" tested on seed-paired measurements.
 
     The effect is ``better - worse`` per seed; the verdict comes from its confidence interval
@@ -144,17 +162,38 @@ def paired_claim(code: str, statement: str, better: Sequence[float], worse: Sequ
     better_a, worse_a = _check_pairs(better, worse)
     found, note = _finite_effect(better_a - worse_a)
     rule = f"{LEVEL:.0%} CI of the mean paired difference > 0"
-    measured = (f"{what}: {mean_spread(better_a, percent=percent)} vs "
-                f"{mean_spread(worse_a, percent=percent)}; difference ")
+    measured = (
+        f"{what}: {mean_spread(better_a, percent=percent)} vs "
+        f"{mean_spread(worse_a, percent=percent)}; difference "
+    )
     if found is None:
-        return Claim(code, statement, measured + f"undefined in every seed {list(seeds)}",
-                     "inconclusive", rule)
-    return Claim(code, statement, measured + f"{found.describe(percent=percent)}{note} "
-                 f"(seeds {list(seeds)})", found.verdict, rule)
+        return Claim(
+            code,
+            statement,
+            measured + f"undefined in every seed {list(seeds)}",
+            "inconclusive",
+            rule,
+        )
+    return Claim(
+        code,
+        statement,
+        measured + f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
+        found.verdict,
+        rule,
+    )
 
 
-def threshold_claim(code: str, statement: str, values: Sequence[float], threshold: float, *,
-                    above: bool, what: str, seeds: Sequence[int], percent: bool = True) -> Claim:
+def threshold_claim(
+    code: str,
+    statement: str,
+    values: Sequence[float],
+    threshold: float,
+    *,
+    above: bool,
+    what: str,
+    seeds: Sequence[int],
+    percent: bool = True,
+) -> Claim:
     """A claim "``values`` lie above (or below) ``threshold``", tested across seeds: the
     effect per seed is the margin ``value - threshold`` (``threshold - value`` for below)."""
     array = np.asarray(values, dtype=float)
@@ -165,12 +204,17 @@ def threshold_claim(code: str, statement: str, values: Sequence[float], threshol
     shown = f"{100 * threshold:g}%" if percent else f"{threshold:g}"
     rule = f"{LEVEL:.0%} CI of the mean {side} {shown}"
     if found is None:
-        return Claim(code, statement, f"{what}: undefined in every seed {list(seeds)}",
-                     "inconclusive", rule)
-    return Claim(code, statement,
-                 f"{what}: {mean_spread(array, percent=percent)}; margin over {shown} "
-                 f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
-                 found.verdict, rule)
+        return Claim(
+            code, statement, f"{what}: undefined in every seed {list(seeds)}", "inconclusive", rule
+        )
+    return Claim(
+        code,
+        statement,
+        f"{what}: {mean_spread(array, percent=percent)}; margin over {shown} "
+        f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
+        found.verdict,
+        rule,
+    )
 
 
 def all_of(code: str, statement: str, parts: Sequence[Claim]) -> Claim:
@@ -189,15 +233,28 @@ def _combined(code: str, statement: str, parts: Sequence[Claim], how: str) -> Cl
         raise TlabError(f"claim {code} needs at least one part")
     verdicts = [p.verdict for p in parts]
     if how == "all":
-        verdict = ("holds" if all(v == "holds" for v in verdicts) else
-                   "contradicted" if "contradicted" in verdicts else None)
+        verdict = (
+            "holds"
+            if all(v == "holds" for v in verdicts)
+            else "contradicted"
+            if "contradicted" in verdicts
+            else None
+        )
     else:
-        verdict = ("holds" if "holds" in verdicts else
-                   "contradicted" if all(v == "contradicted" for v in verdicts) else None)
+        verdict = (
+            "holds"
+            if "holds" in verdicts
+            else "contradicted"
+            if all(v == "contradicted" for v in verdicts)
+            else None
+        )
     if verdict is None:
         verdict = TOO_FEW if TOO_FEW in verdicts else "inconclusive"
     join = " and " if how == "all" else " or "
-    return Claim(code, statement, "; ".join(f"({i}) {p.measured}" for i, p in
-                                            enumerate(parts, 1)),
-                 verdict, join.join(f"({i}) {p.rule}: {p.verdict}" for i, p in
-                                    enumerate(parts, 1)))
+    return Claim(
+        code,
+        statement,
+        "; ".join(f"({i}) {p.measured}" for i, p in enumerate(parts, 1)),
+        verdict,
+        join.join(f"({i}) {p.rule}: {p.verdict}" for i, p in enumerate(parts, 1)),
+    )

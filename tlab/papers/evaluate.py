@@ -33,8 +33,9 @@ class EvalSet:
     seed: int = 0
     domain_params: dict[str, Any] = field(default_factory=dict)
 
-    def tensors(self, device: torch.device | str | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(
+        self, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as floats in [0, 1] and labels, on ``device``."""
         test = load_domain(self.domain, **self.domain_params).test
         if self.n is not None and self.n < len(test):
@@ -42,13 +43,25 @@ class EvalSet:
         return test.floats(device), test.labels.to(device)
 
     def recipe(self) -> dict[str, Any]:
-        return {"domain": self.domain, "n": self.n, "seed": self.seed,
-                "domain_params": self.domain_params}
+        return {
+            "domain": self.domain,
+            "n": self.n,
+            "seed": self.seed,
+            "domain_params": self.domain_params,
+        }
 
 
-def attack_curve(target: ZooEntry, data: EvalSet, eps_list: Sequence[float], *,
-                 attack: str = "fgsm", source: ZooEntry | None = None, labels: str = "true",
-                 alpha_fraction: float | None = None, **hyper: Any) -> list[dict[str, float]]:
+def attack_curve(
+    target: ZooEntry,
+    data: EvalSet,
+    eps_list: Sequence[float],
+    *,
+    attack: str = "fgsm",
+    source: ZooEntry | None = None,
+    labels: str = "true",
+    alpha_fraction: float | None = None,
+    **hyper: Any,
+) -> list[dict[str, float]]:
     """One row per eps: clean and adversarial accuracy of ``target`` (cached).
 
     White-box when ``source`` is None: the attack sees ``target`` (Zhang et al. 2020, Sec.
@@ -58,10 +71,16 @@ def attack_curve(target: ZooEntry, data: EvalSet, eps_list: Sequence[float], *,
     the attack (e.g. ``alpha``, ``steps`` for PGD); ``alpha_fraction`` sets PGD's step size to
     that fraction of each eps instead (Davchev et al. 2019 use eps / 4).
     """
-    recipe = {"target": target.key, "source": None if source is None else source.key,
-              "data": data.recipe(), "attack": attack, "labels": labels, "hyper": hyper,
-              "alpha_fraction": alpha_fraction,
-              "eps": [float(e) for e in eps_list]}
+    recipe = {
+        "target": target.key,
+        "source": None if source is None else source.key,
+        "data": data.recipe(),
+        "attack": attack,
+        "labels": labels,
+        "hyper": hyper,
+        "alpha_fraction": alpha_fraction,
+        "eps": [float(e) for e in eps_list],
+    }
 
     def compute() -> list[dict[str, float]]:
         device = next(target.model.parameters()).device
@@ -85,8 +104,9 @@ def attack_curve(target: ZooEntry, data: EvalSet, eps_list: Sequence[float], *,
 _CRAFTED: dict[str, torch.Tensor] = {}
 
 
-def crafted_examples(attacker: ZooEntry, data: EvalSet, attack: str, eps: float,
-                     **hyper: Any) -> torch.Tensor:
+def crafted_examples(
+    attacker: ZooEntry, data: EvalSet, attack: str, eps: float, **hyper: Any
+) -> torch.Tensor:
     """Adversarial versions of every image of ``data``, crafted on ``attacker`` with the true
     labels, kept for the session (on the attacker's device).
 
@@ -97,8 +117,16 @@ def crafted_examples(attacker: ZooEntry, data: EvalSet, attack: str, eps: float,
     et al. 2019, Table 1's black-box columns). ``hyper`` goes to the attack (e.g. PGD's
     ``alpha`` and ``steps``).
     """
-    key = json.dumps({"attacker": attacker.key, "data": data.recipe(), "attack": attack,
-                      "eps": float(eps), "hyper": hyper}, sort_keys=True)
+    key = json.dumps(
+        {
+            "attacker": attacker.key,
+            "data": data.recipe(),
+            "attack": attack,
+            "eps": float(eps),
+            "hyper": hyper,
+        },
+        sort_keys=True,
+    )
     if key not in _CRAFTED:
         x, y = data.tensors(model_device(attacker.model))
         _CRAFTED[key] = make_attack(attack, eps=float(eps), **hyper)(attacker.model, x, y)

@@ -33,7 +33,8 @@ class NotebookInfo:
 #: Every notebook of the lab, in order (the data lives in ``catalog.yaml`` beside this module).
 CATALOG: tuple[NotebookInfo, ...] = tuple(
     NotebookInfo(**entry)
-    for entry in yaml.safe_load((Path(__file__).with_name("catalog.yaml")).read_text("utf-8")))
+    for entry in yaml.safe_load((Path(__file__).with_name("catalog.yaml")).read_text("utf-8"))
+)
 
 
 def available_notebooks() -> list[NotebookInfo]:

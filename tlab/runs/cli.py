@@ -56,10 +56,14 @@ def _cmd_domains(_: argparse.Namespace) -> int:
 
 
 #: Where each preset table lives: ``python -m tlab presets NAME`` prints one of them.
-PRESET_TABLES = {"00-01": "tlab.papers.start_here", "zhang": "tlab.papers.zhang",
-                 "zhang-ablations": "tlab.papers.zhang.ablations",
-                 "davchev": "tlab.papers.davchev", "wang": "tlab.papers.wang",
-                 "batch-runs": "tlab.runs.sweep"}
+PRESET_TABLES = {
+    "00-01": "tlab.papers.start_here",
+    "zhang": "tlab.papers.zhang",
+    "zhang-ablations": "tlab.papers.zhang.ablations",
+    "davchev": "tlab.papers.davchev",
+    "wang": "tlab.papers.wang",
+    "batch-runs": "tlab.runs.sweep",
+}
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -71,7 +75,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         check_choice("preset table", name, PRESET_TABLES)
         table = importlib.import_module(PRESET_TABLES[name]).PRESETS
         rows = [["knob", *NAMES, "means"]] + [
-            [r["knob"], *(show_value(r[p]) for p in NAMES), r["means"]] for r in table.rows()]
+            [r["knob"], *(show_value(r[p]) for p in NAMES), r["means"]] for r in table.rows()
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(NAMES) + 1)]
         print(f"{table.title}  [{name}]")
         for row in rows:
@@ -107,13 +112,16 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
     from tlab.core import zoo
+
     if args.action == "list":
         rows = zoo.list_entries()
         print(f"{len(rows)} model(s) in {zoo.zoo_dir()}")
         for r in rows:
             acc = "   ?  " if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:5.1f}%"
-            print(f"{r['key']}  {acc}  {r['arch']:10s} {r['strategy']:10s} frozen={r['frozen']} "
-                  f"n={r['n']} adv={r['adversarial']} on {r['domain']}")
+            print(
+                f"{r['key']}  {acc}  {r['arch']:10s} {r['strategy']:10s} frozen={r['frozen']} "
+                f"n={r['n']} adv={r['adversarial']} on {r['domain']}"
+            )
         return 0
     if not args.keys and not args.all:
         raise TlabError("say which entries to clear: `zoo clear KEY ...` or `zoo clear --all`")
@@ -124,13 +132,19 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from tlab.runs.sweep import run_sweep
 
-    report = run_sweep(args.notebook, args.grid, out_dir=args.out, workers=args.workers,
-                       scheduler=args.scheduler)
-    print(f"{len(report.ran)} ran, {len(report.skipped)} already complete, {len(report.failed)} "
-          f"failed in {report.seconds:.1f} s; summary: {report.files['html']}")
+    report = run_sweep(
+        args.notebook, args.grid, out_dir=args.out, workers=args.workers, scheduler=args.scheduler
+    )
+    print(
+        f"{len(report.ran)} ran, {len(report.skipped)} already complete, {len(report.failed)} "
+        f"failed in {report.seconds:.1f} s; summary: {report.files['html']}"
+    )
     if report.failed:
-        print(f"tlab: {len(report.failed)} point(s) failed (see their result.json); run the same "
-              f"command again to retry them: {', '.join(report.failed)}", file=sys.stderr)
+        print(
+            f"tlab: {len(report.failed)} point(s) failed (see their result.json); run the same "
+            f"command again to retry them: {', '.join(report.failed)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -142,17 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("notebooks", nargs="*", help="numbers or names (default: all)")
     run.add_argument("--preset", default="quick", choices=PRESETS)
     run.add_argument("--out", help="output folder (default: runs/PRESET)")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="override a notebook parameter (YAML value), repeatable")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a notebook parameter (YAML value), repeatable",
+    )
     run.set_defaults(func=_cmd_run)
     sub.add_parser("notebooks", help="the lab's map").set_defaults(func=_cmd_notebooks)
     sub.add_parser("domains", help="list the domains").set_defaults(func=_cmd_domains)
     presets = sub.add_parser("presets", help="what each preset means, paper by paper")
-    presets.add_argument("tables", nargs="*", metavar="TABLE",
-                         help=f"one or more of {', '.join(PRESET_TABLES)} (default: all)")
+    presets.add_argument(
+        "tables",
+        nargs="*",
+        metavar="TABLE",
+        help=f"one or more of {', '.join(PRESET_TABLES)} (default: all)",
+    )
     presets.set_defaults(func=_cmd_presets)
-    prepare = sub.add_parser("prepare",
-                             help="generate the embedded domains and notebook 00's model")
+    prepare = sub.add_parser(
+        "prepare", help="generate the embedded domains and notebook 00's model"
+    )
     prepare.add_argument("--preset", default="quick", choices=PRESETS)
     prepare.set_defaults(func=_cmd_prepare)
     zoo = sub.add_parser("zoo", help="list or clear trained models")
@@ -165,8 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", required=True, help="YAML grid file (format: tlab/runs/sweep.py)")
     sweep.add_argument("--out", help="output folder (default: runs/sweep-NOTEBOOK)")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: CPUs)")
-    sweep.add_argument("--scheduler", metavar="ADDRESS",
-                       help="use a running Dask cluster, e.g. tcp://127.0.0.1:8786")
+    sweep.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="use a running Dask cluster, e.g. tcp://127.0.0.1:8786",
+    )
     sweep.set_defaults(func=_cmd_sweep)
     return parser
 

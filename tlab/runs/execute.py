@@ -31,13 +31,18 @@ from tlab.errors import TlabError
 class Execution:
     """How one headless run of a notebook ended."""
 
-    status: str    # "ok" or "failed"
-    error: str     # "ExceptionName: message" of the failing cell, "" when ok
+    status: str  # "ok" or "failed"
+    error: str  # "ExceptionName: message" of the failing cell, "" when ok
     seconds: float
 
 
-def execute(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
-            kernel_env: Mapping[str, str | None] | None = None) -> Execution:
+def execute(
+    notebook: Path,
+    output: Path,
+    parameters: Mapping[str, Any],
+    *,
+    kernel_env: Mapping[str, str | None] | None = None,
+) -> Execution:
     """Run ``notebook`` with ``parameters`` into ``output`` (checked first, see
     :func:`check_parameters`). ``kernel_env``: variables set in (None: removed from) the
     kernel's environment, e.g. a sweep point's ``TLAB_RECORD_DIR`` and thread share."""
@@ -45,10 +50,16 @@ def execute(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
     config = Config({"RecordingKernelManager": {"extra_env": dict(kernel_env or {})}})
     start, error = time.perf_counter(), ""
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=values,
-                                   cwd=str(notebook.parent), kernel_name="python3",
-                                   progress_bar=False, kernel_manager_class=RecordingKernelManager,
-                                   config=config)
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=values,
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            kernel_manager_class=RecordingKernelManager,
+            config=config,
+        )
     except papermill.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
     return Execution("failed" if error else "ok", error, time.perf_counter() - start)
@@ -62,8 +73,9 @@ class RecordingKernelManager(AsyncKernelManager):
     threads). A variable mapped to None is removed from the kernel's environment.
     """
 
-    extra_env = Dict(config=True, help="variables added to (None: removed from) the kernel's "
-                                       "environment")
+    extra_env = Dict(
+        config=True, help="variables added to (None: removed from) the kernel's environment"
+    )
 
     # AsyncKernelManager.start_kernel is a coroutine function, but jupyter_client types it
     # with the synchronous KernelManager's signature
@@ -78,10 +90,23 @@ class RecordingKernelManager(AsyncKernelManager):
 # ------------------------------------------------------------------ the notebook's parameters
 
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": list,
-          "dict": dict}
-_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-               ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+_TYPES = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "list": list,
+    "tuple": list,
+    "dict": dict,
+}
+_ARITHMETIC = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
 
 
 @dataclass(frozen=True)
@@ -99,8 +124,11 @@ class DeclaredParameter:
 def _arithmetic(node: ast.AST) -> float | int:
     """Evaluate a default like ``16 / 255``: numbers and + - * / // % only, nothing else."""
     # isinstance() for the type checker; type() leaves out bool
-    if (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
-            and type(node.value) in (int, float)):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and type(node.value) in (int, float)
+    ):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _arithmetic(node.operand)
@@ -143,8 +171,9 @@ def declared_parameters(notebook: Path) -> dict[str, DeclaredParameter]:
     for name, spec in papermill.inspect_notebook(str(notebook)).items():
         annotation = spec.get("inferred_type_name") or "None"
         value = _default_value(spec["default"])
-        expected, none_ok = (_annotation_type(annotation) if annotation != "None"
-                             else _default_type(value))
+        expected, none_ok = (
+            _annotation_type(annotation) if annotation != "None" else _default_type(value)
+        )
         if expected is None:
             none_ok = True
         value = list(value) if isinstance(value, tuple) else value
@@ -164,9 +193,11 @@ def _conform(param: DeclaredParameter, value: Any) -> Any:
     hint = ""
     if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+[eE][-+]?[0-9]+", value):
         hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-3)"
-    raise TlabError(f"{param.name}={value!r} is of type {type(value).__name__}, but the "
-                    f"notebook's default {param.name} = {param.default} is of type "
-                    f"{expected.__name__}; give {expected.__name__} values{hint}")
+    raise TlabError(
+        f"{param.name}={value!r} is of type {type(value).__name__}, but the "
+        f"notebook's default {param.name} = {param.default} is of type "
+        f"{expected.__name__}; give {expected.__name__} values{hint}"
+    )
 
 
 def check_parameters(notebook: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +207,8 @@ def check_parameters(notebook: Path, parameters: Mapping[str, Any]) -> dict[str,
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         names = ", ".join(declared) if declared else "none (no cell is tagged 'parameters')"
-        raise TlabError(f"notebook {notebook.name} declares no parameter "
-                        f"{', '.join(unknown)}; its parameters are: {names}")
+        raise TlabError(
+            f"notebook {notebook.name} declares no parameter "
+            f"{', '.join(unknown)}; its parameters are: {names}"
+        )
     return {name: _conform(declared[name], value) for name, value in parameters.items()}

@@ -39,13 +39,20 @@ MATHJAX_DIR = "_static/mathjax"
 MATHJAX_URL = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
-def figure_html(figure: dict[str, Any], *, include_plotlyjs: bool,
-                height: int | None = None) -> str:
+def figure_html(
+    figure: dict[str, Any], *, include_plotlyjs: bool, height: int | None = None
+) -> str:
     """One plotly figure as an HTML fragment that draws offline."""
-    return pio.to_html(figure, config=figure.get("config"), include_plotlyjs=include_plotlyjs,
-                       include_mathjax=False,
-                       full_html=False, default_width="100%",
-                       default_height=height or 500, validate=False)
+    return pio.to_html(
+        figure,
+        config=figure.get("config"),
+        include_plotlyjs=include_plotlyjs,
+        include_mathjax=False,
+        full_html=False,
+        default_width="100%",
+        default_height=height or 500,
+        validate=False,
+    )
 
 
 def _panel_note(text: str) -> str:
@@ -86,8 +93,11 @@ def install_mathjax(out_dir: Path) -> Path:
 def export_html(ipynb: Path) -> Path:
     """Write ``ipynb``'s offline HTML export next to it (same stem, ``.html``)."""
     install_mathjax(ipynb.parent)
-    exporter = HTMLExporter(template_name="tlab_offline", extra_template_basedirs=[str(TEMPLATES)],
-                            mathjax_url=MATHJAX_URL)
+    exporter = HTMLExporter(
+        template_name="tlab_offline",
+        extra_template_basedirs=[str(TEMPLATES)],
+        mathjax_url=MATHJAX_URL,
+    )
     body, _ = exporter.from_notebook_node(offline_notebook(nbformat.read(ipynb, as_version=4)))
     target = ipynb.with_suffix(".html")
     target.write_text(body, encoding="utf-8")

@@ -101,15 +101,19 @@ def _number(name: str, value: Any) -> int | float | bool:
         return int(value)
     if isinstance(value, Real):
         return float(value)
-    raise TlabError(f"metric {name!r} is {value!r} ({type(value).__name__}); metrics must be "
-                    f"numbers -- pass other facts as keywords, e.g. record(metrics, {name}=...)")
+    raise TlabError(
+        f"metric {name!r} is {value!r} ({type(value).__name__}); metrics must be "
+        f"numbers -- pass other facts as keywords, e.g. record(metrics, {name}=...)"
+    )
 
 
 def check_metrics(metrics: Mapping[str, Any]) -> dict[str, int | float | bool]:
     """``metrics`` as a plain dict of name -> number, or an error naming the bad entry."""
     if not isinstance(metrics, Mapping):
-        raise TlabError(f"record() takes a dict of metrics, e.g. record({{'accuracy': 0.9}}); "
-                        f"got {type(metrics).__name__}")
+        raise TlabError(
+            f"record() takes a dict of metrics, e.g. record({{'accuracy': 0.9}}); "
+            f"got {type(metrics).__name__}"
+        )
     out = {}
     for name, value in metrics.items():
         if not isinstance(name, str) or not name:
@@ -122,13 +126,15 @@ def _json_able(name: str, value: Any) -> Any:
     try:
         json.dumps(value, allow_nan=True)
     except (TypeError, ValueError) as exc:
-        raise TlabError(f"record(..., {name}=...) must be JSON-able (numbers, strings, lists, "
-                        f"dicts); {exc}") from exc
+        raise TlabError(
+            f"record(..., {name}=...) must be JSON-able (numbers, strings, lists, dicts); {exc}"
+        ) from exc
     return value
 
 
-def record(metrics: Mapping[str, Any], *, parameters: Mapping[str, Any] | None = None,
-           **extra: Any) -> dict[str, Any]:
+def record(
+    metrics: Mapping[str, Any], *, parameters: Mapping[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     """Record ``metrics`` (name -> number) and JSON-able ``extra`` facts for this run.
 
     Returns the record. Under a sweep it is also written atomically to
@@ -139,8 +145,10 @@ def record(metrics: Mapping[str, Any], *, parameters: Mapping[str, Any] | None =
     extras = {name: _json_able(name, value) for name, value in extra.items()}
     folder = record_dir()
     if folder is not None and not folder.is_dir():
-        raise TlabError(f"{RECORD_DIR_ENV}={folder} is not a folder; create it or unset "
-                        f"{RECORD_DIR_ENV} to record nothing")
+        raise TlabError(
+            f"{RECORD_DIR_ENV}={folder} is not a folder; create it or unset "
+            f"{RECORD_DIR_ENV} to record nothing"
+        )
     point = (read_complete(folder / POINT_FILE) if folder else None) or {}
     previous = (read_complete(folder / RECORD_FILE) if folder else None) or {}
     merged_params = {**point.get("parameters", {}), **dict(parameters or {})}

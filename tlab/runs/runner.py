@@ -39,8 +39,14 @@ def run_one(info: NotebookInfo, out_dir: Path, parameters: dict[str, Any]) -> No
     output = out_dir / f"{info.name}.ipynb"
     run = execute(info.path, output, parameters)
     page = export_html(output) if output.exists() else None
-    return NotebookRun(name=info.name, status=run.status, seconds=run.seconds,
-                       output=output.name, html=page.name if page else "", error=run.error)
+    return NotebookRun(
+        name=info.name,
+        status=run.status,
+        seconds=run.seconds,
+        output=output.name,
+        html=page.name if page else "",
+        error=run.error,
+    )
 
 
 INDEX_STYLE = """
@@ -55,19 +61,34 @@ h1 { font-size: 1.5em; } .meta { color: #666; }
 """
 
 
-def _index_entry(run: NotebookRun, info: NotebookInfo | None, figure: dict[str, Any] | None,
-                 include_plotlyjs: bool) -> str:
+def _index_entry(
+    run: NotebookRun,
+    info: NotebookInfo | None,
+    figure: dict[str, Any] | None,
+    include_plotlyjs: bool,
+) -> str:
     where = info and (info.paper if info.section == "-" else f"{info.paper}, Sec. {info.section}")
-    paper = (f"<p class='paper'>{html.escape(where)}: {html.escape(info.teaches)}</p>"
-             if info and where else "")
+    paper = (
+        f"<p class='paper'>{html.escape(where)}: {html.escape(info.teaches)}</p>"
+        if info and where
+        else ""
+    )
     error = f"<p class='error'>{html.escape(run.error)}</p>" if run.error else ""
-    link = (f"<a href='{html.escape(run.html)}'>{html.escape(run.name)}</a>" if run.html
-            else html.escape(run.name))
-    thumb = (figure_html(figure, include_plotlyjs=include_plotlyjs, height=240) if figure
-             else "<p class='nofig'>no figure</p>")
-    return (f"<div class='run'><div><h2>{link}</h2>{paper}<p><span class='{run.status}'>"
-            f"{run.status}</span> in {run.seconds:.1f} s</p>{error}</div>"
-            f"<div class='thumb'>{thumb}</div></div>")
+    link = (
+        f"<a href='{html.escape(run.html)}'>{html.escape(run.name)}</a>"
+        if run.html
+        else html.escape(run.name)
+    )
+    thumb = (
+        figure_html(figure, include_plotlyjs=include_plotlyjs, height=240)
+        if figure
+        else "<p class='nofig'>no figure</p>"
+    )
+    return (
+        f"<div class='run'><div><h2>{link}</h2>{paper}<p><span class='{run.status}'>"
+        f"{run.status}</span> in {run.seconds:.1f} s</p>{error}</div>"
+        f"<div class='thumb'>{thumb}</div></div>"
+    )
 
 
 def write_index(out_dir: Path, runs: list[NotebookRun], preset: str) -> Path:
@@ -78,15 +99,18 @@ def write_index(out_dir: Path, runs: list[NotebookRun], preset: str) -> Path:
     for run in runs:
         figure = first_figure(out_dir / run.output) if (out_dir / run.output).exists() else None
         thumbnail_figure = _thumbnail(figure)
-        entries.append(_index_entry(run, catalog.get(run.name), thumbnail_figure,
-                                    include_plotlyjs=not inlined))
+        entries.append(
+            _index_entry(run, catalog.get(run.name), thumbnail_figure, include_plotlyjs=not inlined)
+        )
         inlined = inlined or thumbnail_figure is not None
     ok = sum(r.status == "ok" for r in runs)
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>tlab runs ({html.escape(preset)})</title><style>{INDEX_STYLE}</style></head>"
-            f"<body><h1>tlab: executed notebooks, preset {html.escape(preset)}</h1>"
-            f"<p class='meta'>{time.strftime('%Y-%m-%d %H:%M:%S')}; {ok} of {len(runs)} ok; "
-            f"{sum(r.seconds for r in runs):.0f} s in all</p>{''.join(entries)}</body></html>")
+    page = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>tlab runs ({html.escape(preset)})</title><style>{INDEX_STYLE}</style></head>"
+        f"<body><h1>tlab: executed notebooks, preset {html.escape(preset)}</h1>"
+        f"<p class='meta'>{time.strftime('%Y-%m-%d %H:%M:%S')}; {ok} of {len(runs)} ok; "
+        f"{sum(r.seconds for r in runs):.0f} s in all</p>{''.join(entries)}</body></html>"
+    )
     (out_dir / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
@@ -98,14 +122,24 @@ def _thumbnail(figure: dict[str, Any] | None) -> dict[str, Any] | None:
     if figure is None:
         return None
     layout = {key: value for key, value in figure.get("layout", {}).items() if key != "width"}
-    layout |= {"height": 240, "autosize": True, "showlegend": False,
-               "margin": {"l": 30, "r": 10, "t": 30, "b": 25}, "font": {"size": 9}}
+    layout |= {
+        "height": 240,
+        "autosize": True,
+        "showlegend": False,
+        "margin": {"l": 30, "r": 10, "t": 30, "b": 25},
+        "font": {"size": 9},
+    }
     return {**figure, "layout": layout, "config": {"staticPlot": True}}
 
 
-def run_notebooks(names: list[str] | None = None, *, preset: str = "quick",
-                  out_dir: Path | str = "runs/quick", parameters: dict[str, Any] | None = None,
-                  echo: bool = True) -> list[NotebookRun]:
+def run_notebooks(
+    names: list[str] | None = None,
+    *,
+    preset: str = "quick",
+    out_dir: Path | str = "runs/quick",
+    parameters: dict[str, Any] | None = None,
+    echo: bool = True,
+) -> list[NotebookRun]:
     """Run the named notebooks (all available ones if ``names`` is empty) with ``preset``."""
     check_preset(preset)
     infos = [find_notebook(n) for n in names] if names else available_notebooks()
@@ -120,8 +154,10 @@ def run_notebooks(names: list[str] | None = None, *, preset: str = "quick",
         run = run_one(info, out, {"PRESET": preset, **extra})
         runs.append(run)
         if echo:
-            print(f"  {run.status} in {run.seconds:.1f} s{': ' + run.error if run.error else ''}",
-                  flush=True)
+            print(
+                f"  {run.status} in {run.seconds:.1f} s{': ' + run.error if run.error else ''}",
+                flush=True,
+            )
     index = write_index(out, runs, preset)
     if echo:
         print(f"index: {index}")

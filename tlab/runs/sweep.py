@@ -120,30 +120,54 @@ MANIFEST_FILE = "sweep.json"
 CONNECT_TIMEOUT = 5.0
 
 #: What each preset means for notebook 12 (the only place that says it).
-PRESETS = PresetTable("Notebook 12 (batch runs)", {
-    "example_grid": Knob("03_n_b_quick.yaml", "03_n_b_seeds.yaml", "03_n_b_seeds.yaml",
-                         "the grid of examples/grids/ notebook 12 runs by default"),
-})
+PRESETS = PresetTable(
+    "Notebook 12 (batch runs)",
+    {
+        "example_grid": Knob(
+            "03_n_b_quick.yaml",
+            "03_n_b_seeds.yaml",
+            "03_n_b_seeds.yaml",
+            "the grid of examples/grids/ notebook 12 runs by default",
+        ),
+    },
+)
 
 
 # ------------------------------------------------------------------ one point (in a worker)
 
 
-def _result(point: Point, notebook: Path, *, status: str, error: str, seconds: float,
-            started: str, recorded: dict[str, Any] | None) -> dict[str, Any]:
+def _result(
+    point: Point,
+    notebook: Path,
+    *,
+    status: str,
+    error: str,
+    seconds: float,
+    started: str,
+    recorded: dict[str, Any] | None,
+) -> dict[str, Any]:
     return {
-        "point_id": point.id, "notebook": notebook.name, "parameters": point.parameters,
-        "status": status, "error": error, "seconds": round(seconds, 3),
-        "started_at": started, "finished_at": timestamp(), "host": socket.gethostname(),
-        "pid": os.getpid(), "recorded": recorded is not None,
-        "metrics": (recorded or {}).get("metrics", {}), "extra": (recorded or {}).get("extra", {}),
+        "point_id": point.id,
+        "notebook": notebook.name,
+        "parameters": point.parameters,
+        "status": status,
+        "error": error,
+        "seconds": round(seconds, 3),
+        "started_at": started,
+        "finished_at": timestamp(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "recorded": recorded is not None,
+        "metrics": (recorded or {}).get("metrics", {}),
+        "extra": (recorded or {}).get("extra", {}),
         "versions": library_versions(),
         "complete": status == "ok",  # last key: the marker of a finished point
     }
 
 
-def run_point(notebook: str, point: Point, out_dir: str,
-              kernel_env: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+def run_point(
+    notebook: str, point: Point, out_dir: str, kernel_env: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
     """Run one point with papermill and write its ``result.json``; returns the result.
 
     ``kernel_env``: variables set in (None: removed from) the notebook kernel's environment
@@ -156,13 +180,31 @@ def run_point(notebook: str, point: Point, out_dir: str,
     for stale in (RESULT_FILE, RECORD_FILE):
         (folder / stale).unlink(missing_ok=True)
     started = timestamp()
-    write_json_atomic(folder / POINT_FILE, {"point_id": point.id, "notebook": str(source),
-                                            "parameters": point.parameters, "started_at": started,
-                                            "complete": True})
-    run = execute(source, folder / source.name, point.parameters,
-                  kernel_env={**(kernel_env or {}), RECORD_DIR_ENV: str(folder)})
-    result = _result(point, source, status=run.status, error=run.error, seconds=run.seconds,
-                     started=started, recorded=read_complete(folder / RECORD_FILE))
+    write_json_atomic(
+        folder / POINT_FILE,
+        {
+            "point_id": point.id,
+            "notebook": str(source),
+            "parameters": point.parameters,
+            "started_at": started,
+            "complete": True,
+        },
+    )
+    run = execute(
+        source,
+        folder / source.name,
+        point.parameters,
+        kernel_env={**(kernel_env or {}), RECORD_DIR_ENV: str(folder)},
+    )
+    result = _result(
+        point,
+        source,
+        status=run.status,
+        error=run.error,
+        seconds=run.seconds,
+        started=started,
+        recorded=read_complete(folder / RECORD_FILE),
+    )
     write_json_atomic(folder / RESULT_FILE, result)
     return result
 
@@ -191,15 +233,25 @@ def _output_dir(out_dir: Path) -> Path:
 def _check_manifest(out_dir: Path, notebook: Path) -> None:
     manifest = read_complete(out_dir / MANIFEST_FILE)
     if manifest is not None and manifest.get("notebook") != str(notebook):
-        raise TlabError(f"{out_dir} holds a sweep of {manifest.get('notebook')}, not {notebook}; "
-                        "choose another folder with --out")
+        raise TlabError(
+            f"{out_dir} holds a sweep of {manifest.get('notebook')}, not {notebook}; "
+            "choose another folder with --out"
+        )
 
 
-def _write_manifest(out_dir: Path, notebook: Path, grid: Mapping[str, Any],
-                    points: list[Point]) -> None:
-    write_json_atomic(out_dir / MANIFEST_FILE, {
-        "notebook": str(notebook), "grid": dict(grid), "points": [p.id for p in points],
-        "updated_at": timestamp(), "complete": True})
+def _write_manifest(
+    out_dir: Path, notebook: Path, grid: Mapping[str, Any], points: list[Point]
+) -> None:
+    write_json_atomic(
+        out_dir / MANIFEST_FILE,
+        {
+            "notebook": str(notebook),
+            "grid": dict(grid),
+            "points": [p.id for p in points],
+            "updated_at": timestamp(),
+            "complete": True,
+        },
+    )
 
 
 def _connect(scheduler: str | None, workers: int | None, n_points: int, timeout: float):
@@ -210,12 +262,19 @@ def _connect(scheduler: str | None, workers: int | None, n_points: int, timeout:
         try:
             return Client(scheduler, timeout=timeout), None
         except (OSError, TimeoutError, ValueError) as exc:
-            raise TlabError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s "
-                            f"({exc}); start it with `dask scheduler` and check the address, or "
-                            "leave out --scheduler to use a local cluster") from exc
+            raise TlabError(
+                f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s "
+                f"({exc}); start it with `dask scheduler` and check the address, or "
+                "leave out --scheduler to use a local cluster"
+            ) from exc
     size = min(workers or os.cpu_count() or 1, n_points)
-    cluster = LocalCluster(n_workers=size, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=size,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
     return Client(cluster), cluster
 
 
@@ -235,23 +294,37 @@ def local_kernel_env(size: int) -> dict[str, str | None]:
 def _failure(point: Point, notebook: Path, out_dir: Path, error: str) -> dict[str, Any]:
     folder = out_dir / point.id
     folder.mkdir(parents=True, exist_ok=True)
-    result = _result(point, notebook, status="failed", error=error, seconds=0.0, started="",
-                     recorded=None)
+    result = _result(
+        point, notebook, status="failed", error=error, seconds=0.0, started="", recorded=None
+    )
     write_json_atomic(folder / RESULT_FILE, result)
     return result
 
 
-def _execute(client, notebook: Path, todo: list[Point], out_dir: Path, report: SweepReport,
-             progress: bool, kernel_env: Mapping[str, str | None] | None) -> None:
+def _execute(
+    client,
+    notebook: Path,
+    todo: list[Point],
+    out_dir: Path,
+    report: SweepReport,
+    progress: bool,
+    kernel_env: Mapping[str, str | None] | None,
+) -> None:
     from dask.distributed import as_completed
     from tqdm.auto import tqdm
 
     by_key = {}
     futures = []
     for point in todo:
-        future = client.submit(run_point, str(notebook), point, str(out_dir), kernel_env,
-                               pure=False,
-                               key=f"tlab-sweep-{point.id}-{time.time_ns()}")
+        future = client.submit(
+            run_point,
+            str(notebook),
+            point,
+            str(out_dir),
+            kernel_env,
+            pure=False,
+            key=f"tlab-sweep-{point.id}-{time.time_ns()}",
+        )
         by_key[future.key] = point
         futures.append(future)
     bar = tqdm(total=len(todo), unit="point", desc="sweep", disable=not progress, file=sys.stderr)
@@ -262,27 +335,44 @@ def _execute(client, notebook: Path, todo: list[Point], out_dir: Path, report: S
                 result = future.result()
             else:  # the task itself broke (dead kernel, killed worker) or was cancelled
                 exc = future.exception() if future.status == "error" else "cancelled"
-                result = _failure(point, notebook, out_dir, f"{type(exc).__name__}: {exc}"
-                                  if future.status == "error" else "the task was cancelled")
+                result = _failure(
+                    point,
+                    notebook,
+                    out_dir,
+                    f"{type(exc).__name__}: {exc}"
+                    if future.status == "error"
+                    else "the task was cancelled",
+                )
             (report.ran if result["status"] == "ok" else report.failed).append(point.id)
-            bar.set_postfix(done=len(report.ran), failed=len(report.failed),
-                            remaining=len(todo) - len(report.ran) - len(report.failed),
-                            refresh=False)
+            bar.set_postfix(
+                done=len(report.ran),
+                failed=len(report.failed),
+                remaining=len(todo) - len(report.ran) - len(report.failed),
+                refresh=False,
+            )
             bar.update(1)
     except KeyboardInterrupt:
         client.cancel(futures, force=True)
         bar.close()
-        print(f"sweep interrupted: {len(report.ran) + len(report.skipped)} of "
-              f"{len(report.points)} points complete; run the same command again to resume",
-              file=sys.stderr)
+        print(
+            f"sweep interrupted: {len(report.ran) + len(report.skipped)} of "
+            f"{len(report.points)} points complete; run the same command again to resume",
+            file=sys.stderr,
+        )
         raise
     bar.close()
 
 
-def run_sweep(notebook: str | Path, grid: str | Path | Mapping[str, Any], *,
-              out_dir: str | Path | None = None, workers: int | None = None,
-              scheduler: str | None = None, progress: bool = True,
-              connect_timeout: float = CONNECT_TIMEOUT) -> SweepReport:
+def run_sweep(
+    notebook: str | Path,
+    grid: str | Path | Mapping[str, Any],
+    *,
+    out_dir: str | Path | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> SweepReport:
     """Run ``notebook`` at every point of ``grid`` and collect the results in ``out_dir``.
 
     Everything is checked (grid, parameters, types, output folder, scheduler) before the first
@@ -293,8 +383,10 @@ def run_sweep(notebook: str | Path, grid: str | Path | Mapping[str, Any], *,
     if workers is not None:
         check_positive_int(workers, name="--workers")
         if scheduler is not None:
-            raise TlabError("--workers sizes the local cluster; with --scheduler the cluster's "
-                            "own workers run the points -- leave out --workers")
+            raise TlabError(
+                "--workers sizes the local cluster; with --scheduler the cluster's "
+                "own workers run the points -- leave out --workers"
+            )
     grid_data = load_grid(grid)
     points = plan_points(path, grid_data)
     out = _output_dir(Path(out_dir or f"runs/sweep-{path.stem}").resolve())
@@ -311,8 +403,11 @@ def run_sweep(notebook: str | Path, grid: str | Path | Mapping[str, Any], *,
             kernel_env = local_kernel_env(len(cluster.workers))
     _write_manifest(out, path, grid_data, points)
     if progress:
-        print(f"sweep of {path.name}: {len(points)} points, {len(report.skipped)} already "
-              f"complete, {len(todo)} to run -> {out}", file=sys.stderr)
+        print(
+            f"sweep of {path.name}: {len(points)} points, {len(report.skipped)} already "
+            f"complete, {len(todo)} to run -> {out}",
+            file=sys.stderr,
+        )
     if client is not None:
         try:
             _execute(client, path, todo, out, report, progress, kernel_env)

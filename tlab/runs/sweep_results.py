@@ -34,12 +34,17 @@ def _column(values: list[Any]):
     import pandas as pd
 
     kinds = {type(v) for v in values if v is not None}
-    dtype = {frozenset({int}): "Int64", frozenset({float}): "float64",
-             frozenset({int, float}): "float64", frozenset({bool}): "boolean",
-             frozenset({str}): "str"}.get(frozenset(kinds))
+    dtype = {
+        frozenset({int}): "Int64",
+        frozenset({float}): "float64",
+        frozenset({int, float}): "float64",
+        frozenset({bool}): "boolean",
+        frozenset({str}): "str",
+    }.get(frozenset(kinds))
     if dtype is None:
-        return pd.array([None if v is None else json.dumps(v, sort_keys=True) for v in values],
-                        dtype="str")
+        return pd.array(
+            [None if v is None else json.dumps(v, sort_keys=True) for v in values], dtype="str"
+        )
     return pd.array(values, dtype=dtype)
 
 
@@ -60,15 +65,19 @@ def collect(out_dir: Path, notebook: Path, points: list[Point]):
     rows = []
     for point, point_values in zip(points, values, strict=True):
         result = _read_result(out_dir / point.id / RESULT_FILE)
-        status = "not run" if result is None else ("ok" if result.get("complete") is True
-                                                   else "failed")
+        status = (
+            "not run" if result is None else ("ok" if result.get("complete") is True else "failed")
+        )
         metrics = result.get("metrics", {}) if result is not None and status == "ok" else {}
         common = {"point_id": point.id, "status": status, **point_values}
-        tail = {"seconds": None if result is None else result.get("seconds"),
-                "error": "" if result is None else result.get("error", ""),
-                "notebook": f"{point.id}/{notebook.name}"}
-        rows += ([{**common, "metric": m, "value": float(v), **tail} for m, v in metrics.items()]
-                 or [{**common, "metric": None, "value": float("nan"), **tail}])
+        tail = {
+            "seconds": None if result is None else result.get("seconds"),
+            "error": "" if result is None else result.get("error", ""),
+            "notebook": f"{point.id}/{notebook.name}",
+        }
+        rows += [
+            {**common, "metric": m, "value": float(v), **tail} for m, v in metrics.items()
+        ] or [{**common, "metric": None, "value": float("nan"), **tail}]
     columns = ["point_id", "status", *names, "metric", "value", "seconds", "error", "notebook"]
     table = pd.DataFrame(rows, columns=columns)
     for name in names:
@@ -89,9 +98,12 @@ def summary_figures(table) -> list:
     than two values among the finished points give no figure."""
     done = table[(table["status"] == "ok") & table["metric"].notna()]
     varied = _varied(done)
-    return [metric_figure(done, metric, x, [n for n in varied if n != x])
-            for metric in dict.fromkeys(done["metric"]) for x in varied
-            if done[(done["metric"] == metric) & done[x].notna()][x].nunique() >= 2]
+    return [
+        metric_figure(done, metric, x, [n for n in varied if n != x])
+        for metric in dict.fromkeys(done["metric"])
+        for x in varied
+        if done[(done["metric"] == metric) & done[x].notna()][x].nunique() >= 2
+    ]
 
 
 def metric_figure(table, metric: str, x: str, others: list[str]):
@@ -105,13 +117,23 @@ def metric_figure(table, metric: str, x: str, others: list[str]):
     groups = rows.groupby(others, dropna=False, sort=True) if others else [((), rows)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{n}={'?' if pd.isna(v) else v}"
-                          for n, v in zip(others, key, strict=True)) or metric
+        label = (
+            ", ".join(f"{n}={'?' if pd.isna(v) else v}" for n, v in zip(others, key, strict=True))
+            or metric
+        )
         group = group.sort_values(x, key=lambda col: col.map(_sort_key))
-        fig.add_trace(go.Scatter(x=group[x].tolist(), y=group["value"].tolist(),
-                                 mode="lines+markers", name=label))
-    fig.update_layout(title=f"{metric} vs {x}", xaxis_title=x, yaxis_title=metric,
-                      height=380, margin=dict(l=50, r=20, t=50, b=40))
+        fig.add_trace(
+            go.Scatter(
+                x=group[x].tolist(), y=group["value"].tolist(), mode="lines+markers", name=label
+            )
+        )
+    fig.update_layout(
+        title=f"{metric} vs {x}",
+        xaxis_title=x,
+        yaxis_title=metric,
+        height=380,
+        margin=dict(l=50, r=20, t=50, b=40),
+    )
     return fig
 
 
@@ -121,21 +143,32 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 def _points_table(table) -> str:
     per_point = table.drop_duplicates("point_id")
-    metrics = table.pivot_table(index="point_id", columns="metric", values="value",
-                                aggfunc="first") if table["metric"].notna().any() else None
+    metrics = (
+        table.pivot_table(index="point_id", columns="metric", values="value", aggfunc="first")
+        if table["metric"].notna().any()
+        else None
+    )
     params = [c for c in table.columns if c not in TABLE_COLUMNS]
     metric_names = [] if metrics is None else list(metrics.columns)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in
-                   ["point", "status", *params, *metric_names, "seconds", "error"])
+    head = "".join(
+        f"<th>{html.escape(str(c))}</th>"
+        for c in ["point", "status", *params, *metric_names, "seconds", "error"]
+    )
     body = []
     for _, row in per_point.iterrows():
-        values = [] if metrics is None or row["point_id"] not in metrics.index else [
-            metrics.loc[row["point_id"], m] for m in metric_names]
-        cells = [f"<a href='{html.escape(row['notebook'])}'>{html.escape(row['point_id'])}</a>",
-                 html.escape(row["status"]), *(html.escape(str(row[p])) for p in params),
-                 *(f"{v:.4g}" for v in values),
-                 "" if row["seconds"] != row["seconds"] else f"{row['seconds']:.1f}",
-                 html.escape(str(row["error"] or ""))]
+        values = (
+            []
+            if metrics is None or row["point_id"] not in metrics.index
+            else [metrics.loc[row["point_id"], m] for m in metric_names]
+        )
+        cells = [
+            f"<a href='{html.escape(row['notebook'])}'>{html.escape(row['point_id'])}</a>",
+            html.escape(row["status"]),
+            *(html.escape(str(row[p])) for p in params),
+            *(f"{v:.4g}" for v in values),
+            "" if row["seconds"] != row["seconds"] else f"{row['seconds']:.1f}",
+            html.escape(str(row["error"] or "")),
+        ]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -146,8 +179,11 @@ def write_outputs(out_dir: Path, notebook: Path, points: list[Point]):
     from plotly.offline import get_plotlyjs
 
     table = collect(out_dir, notebook, points)
-    files = {"csv": out_dir / "results.csv", "parquet": out_dir / "results.parquet",
-             "html": out_dir / "summary.html"}
+    files = {
+        "csv": out_dir / "results.csv",
+        "parquet": out_dir / "results.parquet",
+        "html": out_dir / "summary.html",
+    }
     table.to_csv(files["csv"], index=False)
     table.to_parquet(files["parquet"], index=False)
     script = out_dir / "plotly.min.js"
@@ -157,12 +193,15 @@ def write_outputs(out_dir: Path, notebook: Path, points: list[Point]):
     counts = table.drop_duplicates("point_id")["status"].value_counts().to_dict()
     plots = "\n".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figures) or (
         "<p>No metric to plot: call <code>tlab.runs.record.record({...})</code> at the end of the "
-        "notebook, or vary a parameter.</p>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep of "
-            f"{html.escape(notebook.name)}</title><script src='plotly.min.js'></script></head>"
-            f"<body><h1>Sweep of {html.escape(notebook.name)}</h1><p>{timestamp()}: "
-            f"{len(points)} points; " + ", ".join(f"{n} {html.escape(k)}" for k, n in
-                                                   sorted(counts.items())) +
-            f"</p>{plots}<h2>Points</h2>{_points_table(table)}</body></html>")
+        "notebook, or vary a parameter.</p>"
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>sweep of "
+        f"{html.escape(notebook.name)}</title><script src='plotly.min.js'></script></head>"
+        f"<body><h1>Sweep of {html.escape(notebook.name)}</h1><p>{timestamp()}: "
+        f"{len(points)} points; "
+        + ", ".join(f"{n} {html.escape(k)}" for k, n in sorted(counts.items()))
+        + f"</p>{plots}<h2>Points</h2>{_points_table(table)}</body></html>"
+    )
     files["html"].write_text(page, encoding="utf-8")
     return table, files

@@ -61,8 +61,12 @@ class ChannelsLast(nn.Module):
 def _fold_pair(first: nn.Module, second: nn.Module) -> nn.Module | None:
     """``first`` with ``second`` (a batch norm) folded in, or None if the pair does not fold."""
     for layer_type, norm_type, fold in _FOLDABLE:
-        if (isinstance(first, layer_type) and type(second) is norm_type
-                and second.running_mean is not None and second.running_var is not None):
+        if (
+            isinstance(first, layer_type)
+            and type(second) is norm_type
+            and second.running_mean is not None
+            and second.running_var is not None
+        ):
             return fold(first, second)
     return None
 

@@ -37,8 +37,9 @@ def cpu_slices(rows: int, device: torch.device, *, randomised: bool) -> int:
 _RowsAttack = Callable[[slice, threading.Event | None], dict[str, torch.Tensor]]
 
 
-def run_slices(attack_rows: _RowsAttack, rows: slice, device: torch.device, *,
-                randomised: bool) -> list[dict[str, torch.Tensor]]:
+def run_slices(
+    attack_rows: _RowsAttack, rows: slice, device: torch.device, *, randomised: bool
+) -> list[dict[str, torch.Tensor]]:
     """``attack_rows`` on ``rows``, split over the CPU cores when :func:`cpu_slices` says so.
 
     Rows are independent, so the slices' results are each row's own result (up to float
@@ -52,8 +53,9 @@ def run_slices(attack_rows: _RowsAttack, rows: slice, device: torch.device, *,
     edges = torch.linspace(rows.start, rows.stop, count + 1).round().long().tolist()
     slices = [slice(a, b) for a, b in itertools.pairwise(edges)]
     stop = threading.Event()
-    with ThreadPoolExecutor(count, thread_name_prefix="tlab-mimicry",
-                            initializer=one_thread_per_worker) as pool:
+    with ThreadPoolExecutor(
+        count, thread_name_prefix="tlab-mimicry", initializer=one_thread_per_worker
+    ) as pool:
         futures = [pool.submit(attack_rows, part, stop) for part in slices]
         try:
             return [future.result() for future in futures]

@@ -28,7 +28,7 @@ from pytorch_msssim import SSIM
 
 __all__ = ["SSIM_K1", "SSIM_K2", "SourceDSSIM", "banded_window"]
 
-SSIM_K1, SSIM_K2 = 0.01, 0.03   # the SSIM paper's stabilising constants (pytorch_msssim's too)
+SSIM_K1, SSIM_K2 = 0.01, 0.03  # the SSIM paper's stabilising constants (pytorch_msssim's too)
 
 
 def banded_window(window: torch.Tensor, size: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ def banded_window(window: torch.Tensor, size: int) -> torch.Tensor:
     rows = size - taps + 1
     band = torch.zeros(rows, size, dtype=window.dtype, device=window.device)
     for i in range(rows):
-        band[i, i:i + taps] = window.flatten()
+        band[i, i : i + taps] = window.flatten()
     return band
 
 
@@ -56,10 +56,10 @@ class SourceDSSIM:
         gauss = SSIM(data_range=1.0, win_size=window, win_sigma=sigma, channel=1).win
         gauss = gauss.to(source.device, source.dtype)
         height, width = source.shape[-2:]
-        self._down = banded_window(gauss, height)              # filters along H: (H', H)
-        self._across = banded_window(gauss, width).T.contiguous()   # along W: (W, W')
-        self._c1 = SSIM_K1 ** 2
-        self._c2 = SSIM_K2 ** 2
+        self._down = banded_window(gauss, height)  # filters along H: (H', H)
+        self._across = banded_window(gauss, width).T.contiguous()  # along W: (W, W')
+        self._c1 = SSIM_K1**2
+        self._c2 = SSIM_K2**2
         with torch.no_grad():
             self._source = source.detach().contiguous()
             self._mean = self._filter(self._source)

@@ -58,8 +58,9 @@ class BasicBlock(nn.Module):
 
 def blocks_per_group(depth: int) -> int:
     """``n`` such that ``depth = 6n + 2``; a TlabError naming valid depths otherwise."""
-    return parts.blocks_per_group(depth, family="CIFAR ResNet", extra=2,
-                                  examples="8, 14, 20, 32, 44, 56 or 110")
+    return parts.blocks_per_group(
+        depth, family="CIFAR ResNet", extra=2, examples="8, 14, 20, 32, 44, 56 or 110"
+    )
 
 
 def build(num_classes: int, *, depth: int = 20) -> Parts:

@@ -55,12 +55,18 @@ def _transition(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-def build(num_classes: int, *, blocks: Sequence[int] = DAVCHEV_BLOCKS, growth: int = 12,
-          compression: float = 0.5) -> Parts:
+def build(
+    num_classes: int,
+    *,
+    blocks: Sequence[int] = DAVCHEV_BLOCKS,
+    growth: int = 12,
+    compression: float = 0.5,
+) -> Parts:
     """DenseNet-BC with one stage per dense block (+ a stem): ``len(blocks) + 1`` stages."""
     # at most 5 blocks: a 32x32 input allows 4 halvings
-    layer_counts = check_counts(blocks, name="DenseNet blocks (layers per dense block)", most=5,
-                                example=DAVCHEV_BLOCKS)
+    layer_counts = check_counts(
+        blocks, name="DenseNet blocks (layers per dense block)", most=5, example=DAVCHEV_BLOCKS
+    )
     if isinstance(growth, bool) or not isinstance(growth, int) or growth < 1:
         raise TlabError(f"DenseNet growth={growth!r} must be an integer >= 1 (12 in Davchev)")
     if not 0.0 < compression <= 1.0:

@@ -60,8 +60,14 @@ def blocks_per_group(depth: int, *, family: str, extra: int, examples: str) -> i
     """``n`` for a residual family whose depth is ``6n + extra`` (3 groups of ``n`` two-conv
     blocks, plus ``extra`` layers): a TlabError naming valid depths otherwise."""
     smallest = 6 + extra
-    if (isinstance(depth, bool) or not isinstance(depth, int) or depth < smallest
-            or (depth - extra) % 6):
-        raise TlabError(f"{family} depth={depth!r} is not of the form 6n+{extra} with n >= 1; "
-                        f"use e.g. {examples}")
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, int)
+        or depth < smallest
+        or (depth - extra) % 6
+    ):
+        raise TlabError(
+            f"{family} depth={depth!r} is not of the form 6n+{extra} with n >= 1; "
+            f"use e.g. {examples}"
+        )
     return (depth - extra) // 6

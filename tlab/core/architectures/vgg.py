@@ -23,11 +23,17 @@ DEFAULT_WIDTHS = (16, 16, 32, 32, 64, 64, 128, 128)
 INPUT_SIZE = 32
 
 
-def build(num_classes: int, *, widths: Sequence[int] = DEFAULT_WIDTHS, fc_width: int = 256,
-          dropout: float = 0.5) -> Parts:
+def build(
+    num_classes: int,
+    *,
+    widths: Sequence[int] = DEFAULT_WIDTHS,
+    fc_width: int = 256,
+    dropout: float = 0.5,
+) -> Parts:
     """VGG-style network with ``len(widths)`` convolution stages and one FC stage (9 by default)."""
-    conv_widths = check_counts(widths, name="VGG widths (channels per convolution stage)",
-                               most=10, example=DEFAULT_WIDTHS)
+    conv_widths = check_counts(
+        widths, name="VGG widths (channels per convolution stage)", most=10, example=DEFAULT_WIDTHS
+    )
     if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
         raise TlabError(f"VGG fc_width={fc_width!r} must be an integer >= 1 (e.g. 256)")
     if not 0.0 <= dropout < 1.0:

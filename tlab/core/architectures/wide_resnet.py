@@ -46,8 +46,9 @@ class PreActBlock(nn.Module):
 
 def blocks_per_group(depth: int) -> int:
     """``n`` such that ``depth = 6n + 4``; a TlabError naming valid depths otherwise."""
-    return parts.blocks_per_group(depth, family="WideResNet", extra=4,
-                                  examples="10, 16, 22, 28 or 40")
+    return parts.blocks_per_group(
+        depth, family="WideResNet", extra=4, examples="10, 16, 22, 28 or 40"
+    )
 
 
 def build(num_classes: int, *, depth: int = 16, width: int = 2, dropout: float = 0.0) -> Parts:

@@ -62,39 +62,55 @@ MODES = ("nat", "fgsm", "pgd")
 RETRAINED = ("1", "block", "all")
 COLUMNS = ("Natural", "BB-FGSM", "BB-PGD", "WB-FGSM", "WB-PGD")
 ATTACK_COLUMNS = COLUMNS[1:]
-PGD_STEPS = 7            # Davchev et al. 2019, Sec. 2.3 (after Madry et al. 2018)
+PGD_STEPS = 7  # Davchev et al. 2019, Sec. 2.3 (after Madry et al. 2018)
 PGD_STEP_FRACTION = 0.25  # alpha = eps / 4, no random start
-PAPER_EPS = 0.0625 / 2   # Davchev's 0.0625 in [-1, 1] pixels = 8/256 in [0, 1] pixels
+PAPER_EPS = 0.0625 / 2  # Davchev's 0.0625 in [-1, 1] pixels = 8/256 in [0, 1] pixels
 STANDARD_EPS = 24 / 255  # digits are MNIST-like: 8/255 barely transfers black-box there
 #: A small grey letters domain for the quick preset (rendered in seconds, small test split).
 QUICK_LETTERS = {"colour": False, "n_train": 520, "n_test": 130}
 
 
 #: What each preset means for Davchev et al.'s experiment (the only place that says it).
-PRESETS = PresetTable("Davchev et al. 2019 (notebooks 07, 08)", {
-    "source_domain": Knob("letters", "fashion_mnist", "cifar100", "source domain"),
-    "source_params": Knob(QUICK_LETTERS, {}, {}, "options of the source domain"),
-    "source_n": Knob(260, 600, None, "source training images (None: all)"),
-    "source_epochs": Knob(1, 4, 100, "epochs on the source"),
-    "target_domain": Knob("digits", "digits", "cifar10", "target domain"),
-    "target_n": Knob(100, 600, None, "target training images (None: all)"),
-    "target_epochs": Knob(1, 3, 100, "epochs on the target"),
-    "depth": Knob(8, 8, 56, "depth of the CIFAR ResNet (6n + 2)"),
-    "substitute_arch": Knob("densenet-small", "densenet-small", "densenet",
-                            "the black-box attacker's substitute, trained on the target"),
-    "substitute_epochs": Knob(1, 3, 100, "epochs of the substitute"),
-    "batch_size": Knob(32, 32, 100, "batch size (clean + as many adversarial images)"),
-    "optimizer": Knob("adam", "adam", "sgd", "optimiser"),
-    "lr": Knob(2e-3, 2e-3, 0.05, "learning rate"),
-    "head_lr": Knob(1e-2, 1e-2, 0.05, "learning rate when only the classifier retrains"),
-    "weight_decay": Knob(0.0, 0.0, 5e-4, "weight decay"),
-    "eps": Knob(STANDARD_EPS, STANDARD_EPS, PAPER_EPS,
-                "adversarial training budget and the table's eps ([0, 1] pixels)"),
-    "eps_grid": Knob((STANDARD_EPS,), (8 / 255, STANDARD_EPS, 40 / 255),
-                     (PAPER_EPS / 2, PAPER_EPS, 2 * PAPER_EPS), "budgets the widgets offer"),
-    "eval_n": Knob(40, 150, None, "target test images scored (None: all)"),
-    "seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "training seeds"),
-})
+PRESETS = PresetTable(
+    "Davchev et al. 2019 (notebooks 07, 08)",
+    {
+        "source_domain": Knob("letters", "fashion_mnist", "cifar100", "source domain"),
+        "source_params": Knob(QUICK_LETTERS, {}, {}, "options of the source domain"),
+        "source_n": Knob(260, 600, None, "source training images (None: all)"),
+        "source_epochs": Knob(1, 4, 100, "epochs on the source"),
+        "target_domain": Knob("digits", "digits", "cifar10", "target domain"),
+        "target_n": Knob(100, 600, None, "target training images (None: all)"),
+        "target_epochs": Knob(1, 3, 100, "epochs on the target"),
+        "depth": Knob(8, 8, 56, "depth of the CIFAR ResNet (6n + 2)"),
+        "substitute_arch": Knob(
+            "densenet-small",
+            "densenet-small",
+            "densenet",
+            "the black-box attacker's substitute, trained on the target",
+        ),
+        "substitute_epochs": Knob(1, 3, 100, "epochs of the substitute"),
+        "batch_size": Knob(32, 32, 100, "batch size (clean + as many adversarial images)"),
+        "optimizer": Knob("adam", "adam", "sgd", "optimiser"),
+        "lr": Knob(2e-3, 2e-3, 0.05, "learning rate"),
+        "head_lr": Knob(1e-2, 1e-2, 0.05, "learning rate when only the classifier retrains"),
+        "weight_decay": Knob(0.0, 0.0, 5e-4, "weight decay"),
+        "eps": Knob(
+            STANDARD_EPS,
+            STANDARD_EPS,
+            PAPER_EPS,
+            "adversarial training budget and the table's eps ([0, 1] pixels)",
+        ),
+        "eps_grid": Knob(
+            (STANDARD_EPS,),
+            (8 / 255, STANDARD_EPS, 40 / 255),
+            (PAPER_EPS / 2, PAPER_EPS, 2 * PAPER_EPS),
+            "budgets the widgets offer",
+        ),
+        "eval_n": Knob(40, 150, None, "target test images scored (None: all)"),
+        "seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "training seeds"),
+    },
+)
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -130,8 +146,9 @@ class Setup:
 
     def eval_set(self) -> EvalSet:
         """The fixed target test images every network of the preset is scored on."""
-        return EvalSet(self.target_domain, n=self.eval_n, seed=0,
-                       domain_params=dict(self.target_params))
+        return EvalSet(
+            self.target_domain, n=self.eval_n, seed=0, domain_params=dict(self.target_params)
+        )
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,8 +200,10 @@ class Network:
             check_choice("source training", self.source, MODES)
             check_choice("layers retrained", self.retrained, RETRAINED)
         elif self.retrained:
-            raise TlabError(f"retrained={self.retrained!r} needs a source (source='nat', 'fgsm' "
-                            "or 'pgd'); a network without source trains on the target only")
+            raise TlabError(
+                f"retrained={self.retrained!r} needs a source (source='nat', 'fgsm' "
+                "or 'pgd'); a network without source trains on the target only"
+            )
 
     def label(self, depth: int) -> str:
         """Davchev's name, e.g. ``R_pgd->nat 18`` (ResNet56) or ``R_fgsm`` (no transfer)."""
@@ -221,13 +240,24 @@ def frozen_stages(depth: int, retrained: str) -> int:
     return {"1": stages, "block": stages - n, "all": 0}[retrained]
 
 
-def _config(s: Setup, mode: str, seed: int, epochs: int, fgsm_labels: str, *,
-            lr: float | None = None) -> TrainConfig:
+def _config(
+    s: Setup, mode: str, seed: int, epochs: int, fgsm_labels: str, *, lr: float | None = None
+) -> TrainConfig:
     return TrainConfig(
-        epochs=epochs, batch_size=s.batch_size, optimizer=s.optimizer, lr=lr or s.lr,
-        weight_decay=s.weight_decay, patience=None, val_fraction=0.0, seed=seed,
-        adversarial="none" if mode == "nat" else mode, adv_eps=s.eps, adv_steps=PGD_STEPS,
-        adv_alpha=None, adv_labels=fgsm_labels if mode == "fgsm" else "true")
+        epochs=epochs,
+        batch_size=s.batch_size,
+        optimizer=s.optimizer,
+        lr=lr or s.lr,
+        weight_decay=s.weight_decay,
+        patience=None,
+        val_fraction=0.0,
+        seed=seed,
+        adversarial="none" if mode == "nat" else mode,
+        adv_eps=s.eps,
+        adv_steps=PGD_STEPS,
+        adv_alpha=None,
+        adv_labels=fgsm_labels if mode == "fgsm" else "true",
+    )
 
 
 def source_spec(s: Setup, mode: str, seed: int = 0, *, fgsm_labels: str = "predicted") -> ModelSpec:
@@ -237,23 +267,36 @@ def source_spec(s: Setup, mode: str, seed: int = 0, *, fgsm_labels: str = "predi
     ``fgsm_labels``. Adversarial training uses ``(L_clean + L_adv) / 2`` (tlab.core.train).
     """
     check_choice("source training", mode, MODES)
-    return ModelSpec(domain=s.source_domain, domain_params=dict(s.source_params), arch="resnet",
-                     arch_options={"depth": s.depth}, n=s.source_n,
-                     train=_config(s, mode, seed, s.source_epochs, fgsm_labels))
+    return ModelSpec(
+        domain=s.source_domain,
+        domain_params=dict(s.source_params),
+        arch="resnet",
+        arch_options={"depth": s.depth},
+        n=s.source_n,
+        train=_config(s, mode, seed, s.source_epochs, fgsm_labels),
+    )
 
 
 def network_spec(s: Setup, network: Network, seed: int = 0) -> ModelSpec:
     """The zoo spec of ``network`` (its source, if any, trained with the same ``seed``)."""
     lr = s.head_lr if network.retrained == "1" else s.lr
     common: dict[str, Any] = dict(
-        domain=s.target_domain, domain_params=dict(s.target_params), arch="resnet",
-        arch_options={"depth": s.depth}, n=s.target_n,
-        train=_config(s, network.target, seed, s.target_epochs, network.fgsm_labels, lr=lr))
+        domain=s.target_domain,
+        domain_params=dict(s.target_params),
+        arch="resnet",
+        arch_options={"depth": s.depth},
+        n=s.target_n,
+        train=_config(s, network.target, seed, s.target_epochs, network.fgsm_labels, lr=lr),
+    )
     if not network.source:
         return ModelSpec(**common)
     source = source_spec(s, network.source, seed, fgsm_labels=network.fgsm_labels)
-    return ModelSpec(**common, strategy="finetune", source=source,
-                     frozen=frozen_stages(s.depth, network.retrained))
+    return ModelSpec(
+        **common,
+        strategy="finetune",
+        source=source,
+        frozen=frozen_stages(s.depth, network.retrained),
+    )
 
 
 def substitute_spec(s: Setup, seed: int = 0) -> ModelSpec:
@@ -263,9 +306,13 @@ def substitute_spec(s: Setup, seed: int = 0) -> ModelSpec:
     the attacker never touches the networks it attacks. One substitute serves all seeds, so
     seeds vary the defenders, not the attack.
     """
-    return ModelSpec(domain=s.target_domain, domain_params=dict(s.target_params),
-                     arch=s.substitute_arch, n=s.target_n,
-                     train=_config(s, "nat", seed, s.substitute_epochs, "predicted"))
+    return ModelSpec(
+        domain=s.target_domain,
+        domain_params=dict(s.target_params),
+        arch=s.substitute_arch,
+        n=s.target_n,
+        train=_config(s, "nat", seed, s.substitute_epochs, "predicted"),
+    )
 
 
 def transfer_networks(target: str = "nat", sources: Sequence[str] = MODES) -> list[Network]:
@@ -292,9 +339,15 @@ def _attack(name: str, eps: float) -> Attack:
     return make_attack(name, eps=eps, **_settings(name, eps))
 
 
-def evaluate(spec: ModelSpec, substitute: ModelSpec, s: Setup,
-             eps_list: Sequence[float] | None = None, *,
-             device: torch.device | str | None = None, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    spec: ModelSpec,
+    substitute: ModelSpec,
+    s: Setup,
+    eps_list: Sequence[float] | None = None,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """The five columns of Davchev's Table 1 for one network at each eps of ``eps_list``.
 
     ``spec`` is the network, ``substitute`` the black-box attacker's model; ``eps_list``
@@ -306,8 +359,14 @@ def evaluate(spec: ModelSpec, substitute: ModelSpec, s: Setup,
     """
     data = s.eval_set()
     eps_list = [float(e) for e in (s.eps_grid if eps_list is None else eps_list)]
-    recipe = {"network": spec.key(), "substitute": substitute.key(), "data": data.recipe(),
-              "eps": eps_list, "pgd_steps": PGD_STEPS, "alpha_fraction": PGD_STEP_FRACTION}
+    recipe = {
+        "network": spec.key(),
+        "substitute": substitute.key(),
+        "data": data.recipe(),
+        "eps": eps_list,
+        "pgd_steps": PGD_STEPS,
+        "alpha_fraction": PGD_STEP_FRACTION,
+    }
 
     def compute() -> dict[str, Any]:
         model = get_or_train(spec, device=device, progress=progress).model
@@ -318,19 +377,22 @@ def evaluate(spec: ModelSpec, substitute: ModelSpec, s: Setup,
         for attack in ("fgsm", "pgd"):
             bb, wb = [], []
             for eps in eps_list:
-                x_bb = crafted_examples(attacker, data, attack, eps,
-                                        **_settings(attack, eps)).to(x.device)
+                x_bb = crafted_examples(attacker, data, attack, eps, **_settings(attack, eps)).to(
+                    x.device
+                )
                 bb.append((clean_ok & (predict(model, x_bb) == y)).float().mean().item())
-                wb.append(adversarial_accuracy(model, x, y, _attack(attack, eps))
-                          .adversarial_accuracy_all)
+                wb.append(
+                    adversarial_accuracy(model, x, y, _attack(attack, eps)).adversarial_accuracy_all
+                )
             row[f"BB-{attack.upper()}"], row[f"WB-{attack.upper()}"] = bb, wb
         return row
 
     return cached_result("davchev-row", recipe, compute)
 
 
-def label_leaking(spec: ModelSpec, s: Setup, *, device: torch.device | str | None = None,
-                  progress: bool = False) -> dict[str, float]:
+def label_leaking(
+    spec: ModelSpec, s: Setup, *, device: torch.device | str | None = None, progress: bool = False
+) -> dict[str, float]:
     """Clean and white-box accuracy on *every* evaluation image, true vs predicted labels.
 
     Kurakin et al. (2017; Davchev Sec. 2.3): a network FGSM-trained with true labels can score
@@ -339,18 +401,26 @@ def label_leaking(spec: ModelSpec, s: Setup, *, device: torch.device | str | Non
     disappears. Cached; accuracies at the preset's ``eps`` (PGD with true labels for reference).
     """
     data = s.eval_set()
-    recipe = {"network": spec.key(), "data": data.recipe(), "eps": s.eps,
-              "pgd_steps": PGD_STEPS, "alpha_fraction": PGD_STEP_FRACTION}
+    recipe = {
+        "network": spec.key(),
+        "data": data.recipe(),
+        "eps": s.eps,
+        "pgd_steps": PGD_STEPS,
+        "alpha_fraction": PGD_STEP_FRACTION,
+    }
 
     def compute() -> dict[str, float]:
         model = get_or_train(spec, device=device, progress=progress).model
         x, y = data.tensors(next(model.parameters()).device)
         step = PGD_STEP_FRACTION * s.eps
-        return {"clean": accuracy(model, x, y),
-                "fgsm_true_labels": accuracy(model, fgsm(model, x, y, eps=s.eps), y),
-                "fgsm_predicted_labels": accuracy(model, fgsm(model, x, None, eps=s.eps), y),
-                "pgd_true_labels": accuracy(model, pgd(model, x, y, eps=s.eps, alpha=step,
-                                                       steps=PGD_STEPS), y)}
+        return {
+            "clean": accuracy(model, x, y),
+            "fgsm_true_labels": accuracy(model, fgsm(model, x, y, eps=s.eps), y),
+            "fgsm_predicted_labels": accuracy(model, fgsm(model, x, None, eps=s.eps), y),
+            "pgd_true_labels": accuracy(
+                model, pgd(model, x, y, eps=s.eps, alpha=step, steps=PGD_STEPS), y
+            ),
+        }
 
     return cached_result("davchev-label-leaking", recipe, compute)
 
@@ -365,18 +435,21 @@ class Lab:
 
     def source(self, mode: str, seed: int = 0, *, fgsm_labels: str = "predicted") -> ZooEntry:
         """The source network trained ``mode`` on the source domain."""
-        return get_or_train(source_spec(self.setup, mode, seed, fgsm_labels=fgsm_labels),
-                            device=self.device, progress=self.progress)
+        return get_or_train(
+            source_spec(self.setup, mode, seed, fgsm_labels=fgsm_labels),
+            device=self.device,
+            progress=self.progress,
+        )
 
     def substitute(self) -> ZooEntry:
         """The black-box attacker's DenseNet on the target domain."""
-        return get_or_train(substitute_spec(self.setup), device=self.device,
-                            progress=self.progress)
+        return get_or_train(substitute_spec(self.setup), device=self.device, progress=self.progress)
 
     def entry(self, network: Network, seed: int = 0) -> ZooEntry:
         """The trained ``network`` (from the zoo, or trained now)."""
-        return get_or_train(network_spec(self.setup, network, seed), device=self.device,
-                            progress=self.progress)
+        return get_or_train(
+            network_spec(self.setup, network, seed), device=self.device, progress=self.progress
+        )
 
     def row(self, network: Network, seed: int = 0) -> dict[str, Any]:
         """:func:`evaluate` for ``network`` trained with ``seed``.
@@ -386,19 +459,32 @@ class Lab:
         """
         s = self.setup
         grid = s.eps_grid if seed == s.seeds[0] else (s.eps,)
-        return evaluate(network_spec(s, network, seed), substitute_spec(s), s, grid,
-                        device=self.device, progress=self.progress)
+        return evaluate(
+            network_spec(s, network, seed),
+            substitute_spec(s),
+            s,
+            grid,
+            device=self.device,
+            progress=self.progress,
+        )
 
-    def table(self, networks: Iterable[Network], seed: int = 0, eps: float | None = None
-              ) -> pd.DataFrame:
+    def table(
+        self, networks: Iterable[Network], seed: int = 0, eps: float | None = None
+    ) -> pd.DataFrame:
         """Davchev's Table 1 for ``networks`` at ``eps`` (default: the training eps), in [0, 1]."""
-        return table({n.label(self.setup.depth): self.row(n, seed) for n in networks},
-                     self.setup.eps if eps is None else eps)
+        return table(
+            {n.label(self.setup.depth): self.row(n, seed) for n in networks},
+            self.setup.eps if eps is None else eps,
+        )
 
     def leaking(self, network: Network, seed: int = 0) -> dict[str, float]:
         """:func:`label_leaking` for ``network`` trained with ``seed``."""
-        return label_leaking(network_spec(self.setup, network, seed), self.setup,
-                             device=self.device, progress=self.progress)
+        return label_leaking(
+            network_spec(self.setup, network, seed),
+            self.setup,
+            device=self.device,
+            progress=self.progress,
+        )
 
 
 def table(rows: dict[str, dict[str, Any]], eps: float) -> pd.DataFrame:
@@ -406,6 +492,8 @@ def table(rows: dict[str, dict[str, Any]], eps: float) -> pd.DataFrame:
     out = {}
     for name, row in rows.items():
         index = eps_index(row["eps"], eps)
-        out[name] = {"Natural": row["Natural"],
-                     **{column: row[column][index] for column in ATTACK_COLUMNS}}
+        out[name] = {
+            "Natural": row["Natural"],
+            **{column: row[column][index] for column in ATTACK_COLUMNS},
+        }
     return pd.DataFrame.from_dict(out, orient="index", columns=list(COLUMNS))

@@ -42,16 +42,19 @@ def attack_pairs(lab: WangLab, n: int, seed: int = 0) -> tuple[torch.Tensor, tor
     n = check_positive_int(n, name="number of pairs")
     pool = _correct_everywhere(lab)
     if len(pool) < 2:
-        raise TlabError("fewer than 2 test images are classified correctly by every student: "
-                        "there is no target set to attack; train the students longer")
+        raise TlabError(
+            "fewer than 2 test images are classified correctly by every student: "
+            "there is no target set to attack; train the students longer"
+        )
     labels = lab.domain.test.labels
     g = torch.Generator().manual_seed(int(seed))
     src = pool[torch.randint(len(pool), (4 * n,), generator=g)]
     tgt = pool[torch.randint(len(pool), (4 * n,), generator=g)]
     keep = (labels[src] != labels[tgt]).nonzero().flatten()[:n]
     if len(keep) < n:
-        raise TlabError(f"could only draw {len(keep)} of {n} pairs of different classes; "
-                        "ask for fewer pairs")
+        raise TlabError(
+            f"could only draw {len(keep)} of {n} pairs of different classes; ask for fewer pairs"
+        )
     return src[keep], tgt[keep]
 
 
@@ -80,12 +83,23 @@ class MimicrySettings:
 
 
 def pairs_recipe(lab: WangLab, src: torch.Tensor, tgt: torch.Tensor) -> dict[str, Any]:
-    return {"domain": lab.domain.name, "domain_params": lab.domain.params,
-            "source": src.tolist(), "target": tgt.tolist()}
+    return {
+        "domain": lab.domain.name,
+        "domain_params": lab.domain.params,
+        "source": src.tolist(),
+        "target": tgt.tolist(),
+    }
 
 
-def crafted(lab: WangLab, attack: MimicrySettings, n_pairs: int, pair_seed: int = 0, *,
-            teachers: Sequence[ZooEntry] | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+def crafted(
+    lab: WangLab,
+    attack: MimicrySettings,
+    n_pairs: int,
+    pair_seed: int = 0,
+    *,
+    teachers: Sequence[ZooEntry] | None = None,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     """Targeted mimicry images for ``n_pairs`` pairs of ``lab`` (cached on disk).
 
     Attacks ``lab.teacher`` at ``attack.layer`` (or, with ``teachers``, all of them at once:
@@ -96,26 +110,46 @@ def crafted(lab: WangLab, attack: MimicrySettings, n_pairs: int, pair_seed: int 
     for t in teachers:
         check_layer(t.model, attack.layer)
     src, tgt = attack_pairs(lab, n_pairs, pair_seed)
-    recipe = {"teachers": [t.key for t in teachers], "attack": attack.recipe(), "seed": seed,
-              **pairs_recipe(lab, src, tgt)}
+    recipe = {
+        "teachers": [t.key for t in teachers],
+        "attack": attack.recipe(),
+        "seed": seed,
+        **pairs_recipe(lab, src, tgt),
+    }
 
     def compute() -> dict[str, torch.Tensor]:
         x = lab.domain.test.floats()
         result = mimicry_attack_ensemble(
-            [t.model for t in teachers], x[src], x[tgt], layers=[attack.layer] * len(teachers),
-            budget=attack.budget, budget_kind=attack.budget_kind, steps=attack.steps,
-            lr=attack.lr, input_dropout=attack.input_dropout, eot_samples=attack.eot_samples,
-            seed=seed)
-        return {"adversarial": result.adversarial, "source": src, "target": tgt,
-                "target_label": lab.domain.test.labels[tgt], "distance": result.distance,
-                "start_distance": result.start_distance, "dssim": result.dssim,
-                "l2": result.l2, "in_budget": result.in_budget}
+            [t.model for t in teachers],
+            x[src],
+            x[tgt],
+            layers=[attack.layer] * len(teachers),
+            budget=attack.budget,
+            budget_kind=attack.budget_kind,
+            steps=attack.steps,
+            lr=attack.lr,
+            input_dropout=attack.input_dropout,
+            eot_samples=attack.eot_samples,
+            seed=seed,
+        )
+        return {
+            "adversarial": result.adversarial,
+            "source": src,
+            "target": tgt,
+            "target_label": lab.domain.test.labels[tgt],
+            "distance": result.distance,
+            "start_distance": result.start_distance,
+            "dssim": result.dssim,
+            "l2": result.l2,
+            "in_budget": result.in_budget,
+        }
 
     return cached_tensors("wang-mimicry", recipe, compute)
 
 
-def crafted_untargeted(lab: WangLab, attack: MimicrySettings, n_sources: int, n_guides: int = 5,
-                       seed: int = 0) -> dict[str, torch.Tensor]:
+def crafted_untargeted(
+    lab: WangLab, attack: MimicrySettings, n_sources: int, n_guides: int = 5, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Non-targeted mimicry (Sec. 3, Eq. 2): each source mimics the closest of ``n_guides``.
 
     The guides are ``n_guides`` correctly classified test images of distinct classes (the paper
@@ -133,24 +167,50 @@ def crafted_untargeted(lab: WangLab, attack: MimicrySettings, n_sources: int, n_
     chosen_classes = torch.randperm(classes, generator=g)[:n_guides]
     missing = [c for c in chosen_classes.tolist() if not bool((labels[pool] == c).any())]
     if missing:
-        raise TlabError(f"no correctly classified test image of class(es) {missing} to guide the "
-                        "non-targeted attack; use fewer guides or better-trained students")
-    guides = torch.stack([pool[labels[pool] == c][torch.randint(
-        int((labels[pool] == c).sum()), (1,), generator=g)][0] for c in chosen_classes.tolist()])
+        raise TlabError(
+            f"no correctly classified test image of class(es) {missing} to guide the "
+            "non-targeted attack; use fewer guides or better-trained students"
+        )
+    guides = torch.stack(
+        [
+            pool[labels[pool] == c][
+                torch.randint(int((labels[pool] == c).sum()), (1,), generator=g)
+            ][0]
+            for c in chosen_classes.tolist()
+        ]
+    )
     check_layer(lab.teacher.model, attack.layer)
-    recipe = {"teacher": lab.teacher.key, "attack": attack.recipe(), "guides": guides.tolist(),
-              **pairs_recipe(lab, src, src)}
+    recipe = {
+        "teacher": lab.teacher.key,
+        "attack": attack.recipe(),
+        "guides": guides.tolist(),
+        **pairs_recipe(lab, src, src),
+    }
 
     def compute() -> dict[str, torch.Tensor]:
         x = lab.domain.test.floats()
         result = mimicry_untargeted(
-            lab.teacher.model, x[src], x[guides], layer=attack.layer, budget=attack.budget,
-            source_labels=labels[src], pool_labels=labels[guides],
-            budget_kind=attack.budget_kind, steps=attack.steps, lr=attack.lr)
-        return {"adversarial": result.adversarial, "source": src, "source_label": labels[src],
-                # mimicry_untargeted always sets target_index
-                "guide": guides[cast(torch.Tensor, result.target_index).cpu()],
-                "distance": result.distance,
-                "dssim": result.dssim, "l2": result.l2, "in_budget": result.in_budget}
+            lab.teacher.model,
+            x[src],
+            x[guides],
+            layer=attack.layer,
+            budget=attack.budget,
+            source_labels=labels[src],
+            pool_labels=labels[guides],
+            budget_kind=attack.budget_kind,
+            steps=attack.steps,
+            lr=attack.lr,
+        )
+        return {
+            "adversarial": result.adversarial,
+            "source": src,
+            "source_label": labels[src],
+            # mimicry_untargeted always sets target_index
+            "guide": guides[cast(torch.Tensor, result.target_index).cpu()],
+            "distance": result.distance,
+            "dssim": result.dssim,
+            "l2": result.l2,
+            "in_budget": result.in_budget,
+        }
 
     return cached_tensors("wang-untargeted", recipe, compute)

@@ -25,10 +25,19 @@ from tlab.papers.wang.lab import WangLab, check_layer
 from tlab.papers.wang.tables import success_rate
 
 
-def dropout_table(lab: WangLab, kind: str, attack: MimicrySettings, ratios: Sequence[float], *,
-                  n_pairs: int, pair_seed: int = 0, untargeted: MimicrySettings | None = None,
-                  adaptive: MimicrySettings | None = None, votes: int = 3,
-                  seed: int = 0) -> list[dict[str, Any]]:
+def dropout_table(
+    lab: WangLab,
+    kind: str,
+    attack: MimicrySettings,
+    ratios: Sequence[float],
+    *,
+    n_pairs: int,
+    pair_seed: int = 0,
+    untargeted: MimicrySettings | None = None,
+    adaptive: MimicrySettings | None = None,
+    votes: int = 3,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Input dropout with a majority vote (Sec. 6.1, Fig. 7), per dropout ratio (cached).
 
     Rows: ``ratio``, clean ``accuracy`` of the defended student on the whole test split,
@@ -38,10 +47,18 @@ def dropout_table(lab: WangLab, kind: str, attack: MimicrySettings, ratios: Sequ
     """
     student = lab.students[kind]
     ratios = [float(r) for r in ratios]
-    recipe = {"student": student.key, "teacher": lab.teacher.key, "attack": attack.recipe(),
-              "ratios": ratios, "n": n_pairs, "pair_seed": pair_seed, "votes": votes,
-              "seed": seed, "untargeted": untargeted and untargeted.recipe(),
-              "adaptive": adaptive and adaptive.recipe()}
+    recipe = {
+        "student": student.key,
+        "teacher": lab.teacher.key,
+        "attack": attack.recipe(),
+        "ratios": ratios,
+        "n": n_pairs,
+        "pair_seed": pair_seed,
+        "votes": votes,
+        "seed": seed,
+        "untargeted": untargeted and untargeted.recipe(),
+        "adaptive": adaptive and adaptive.recipe(),
+    }
 
     def compute() -> list[dict[str, Any]]:
         model = student.model
@@ -57,8 +74,12 @@ def dropout_table(lab: WangLab, kind: str, attack: MimicrySettings, ratios: Sequ
             sets["adaptive"] = (out["adversarial"], out["target_label"], True)
         rows = []
         for ratio in ratios:
-            row = {"ratio": ratio, "accuracy": float(
-                (dropout_vote_predict(model, x, ratio, votes, seed) == y).float().mean())}
+            row = {
+                "ratio": ratio,
+                "accuracy": float(
+                    (dropout_vote_predict(model, x, ratio, votes, seed) == y).float().mean()
+                ),
+            }
             for name, (images, labels, targeted) in sets.items():
                 predicted = dropout_vote_predict(model, images.to(dev), ratio, votes, seed).cpu()
                 hits = predicted == labels if targeted else predicted != labels
@@ -82,10 +103,19 @@ def feature_scale(lab: WangLab, layer: int) -> float:
         return float(teacher.features(x, layer).flatten(1).norm(dim=1).median())
 
 
-def neuron_distance_table(lab: WangLab, kind: str, attack: MimicrySettings,
-                          thresholds: Sequence[float], *, n_pairs: int, pair_seed: int = 0,
-                          epochs: int = 10, n_prints: int = 2, fingerprint_steps: int = 300,
-                          seed: int = 0) -> list[dict[str, Any]]:
+def neuron_distance_table(
+    lab: WangLab,
+    kind: str,
+    attack: MimicrySettings,
+    thresholds: Sequence[float],
+    *,
+    n_pairs: int,
+    pair_seed: int = 0,
+    epochs: int = 10,
+    n_prints: int = 2,
+    fingerprint_steps: int = 300,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Neuron-distance retraining (Sec. 6.2, Fig. 8) at several thresholds (cached).
 
     ``thresholds`` are multiples of :func:`feature_scale` at ``attack.layer``; 0 means the
@@ -99,14 +129,23 @@ def neuron_distance_table(lab: WangLab, kind: str, attack: MimicrySettings,
     thresholds = [float(t) for t in thresholds]
     if any(t < 0 or not math.isfinite(t) for t in thresholds):
         raise TlabError(f"thresholds={thresholds} must be >= 0 (multiples of the feature scale)")
-    recipe = {"student": student.key, "teacher": lab.teacher.key, "attack": attack.recipe(),
-              "thresholds": thresholds, "n": n_pairs, "pair_seed": pair_seed, "epochs": epochs,
-              "fp": [n_prints, fingerprint_steps], "seed": seed}
+    recipe = {
+        "student": student.key,
+        "teacher": lab.teacher.key,
+        "attack": attack.recipe(),
+        "thresholds": thresholds,
+        "n": n_pairs,
+        "pair_seed": pair_seed,
+        "epochs": epochs,
+        "fp": [n_prints, fingerprint_steps],
+        "seed": seed,
+    }
 
     def compute() -> list[dict[str, Any]]:
         adv = crafted(lab, attack, n_pairs, pair_seed)
-        prints = fingerprint_set(lab.teacher, n_prints, steps=fingerprint_steps,
-                                 seed=seed)["images"]
+        prints = fingerprint_set(lab.teacher, n_prints, steps=fingerprint_steps, seed=seed)[
+            "images"
+        ]
         scale = feature_scale(lab, attack.layer)
         test = lab.domain.test
         rows = []
@@ -114,18 +153,33 @@ def neuron_distance_table(lab: WangLab, kind: str, attack: MimicrySettings,
             model = student.model
             if t > 0:
                 model, _ = neuron_distance_retrain(
-                    student.model, lab.teacher.model, lab_training_set(lab, kind),
-                    layer=attack.layer, threshold=t * scale, epochs=epochs, seed=seed,
-                    device=model_device(student.model), progress=False)
+                    student.model,
+                    lab.teacher.model,
+                    lab_training_set(lab, kind),
+                    layer=attack.layer,
+                    threshold=t * scale,
+                    epochs=epochs,
+                    seed=seed,
+                    device=model_device(student.model),
+                    progress=False,
+                )
             dev = model_device(model)
-            rows.append({
-                "threshold": t, "threshold_abs": t * scale,
-                "accuracy": float((predict(model, test.floats(dev)).cpu() == test.labels)
-                                  .float().mean()),
-                "success": success_rate(model, adv["adversarial"], adv["target_label"], True),
-                "distance": float(neuron_distance(model, lab.teacher.model, test.floats(dev),
-                                                  layer=attack.layer).mean()),
-                "gini": float(student_gini(model, prints.to(dev)).mean())})
+            rows.append(
+                {
+                    "threshold": t,
+                    "threshold_abs": t * scale,
+                    "accuracy": float(
+                        (predict(model, test.floats(dev)).cpu() == test.labels).float().mean()
+                    ),
+                    "success": success_rate(model, adv["adversarial"], adv["target_label"], True),
+                    "distance": float(
+                        neuron_distance(
+                            model, lab.teacher.model, test.floats(dev), layer=attack.layer
+                        ).mean()
+                    ),
+                    "gini": float(student_gini(model, prints.to(dev)).mean()),
+                }
+            )
         return rows
 
     return cached_result("wang-neuron-distance", recipe, compute)
@@ -135,12 +189,16 @@ def lab_training_set(lab: WangLab, kind: str) -> TensorSet:
     """The training images the student of ``kind`` was trained on (its zoo recipe's subset)."""
     spec = lab.students[kind].meta["spec"]
     train = lab.domain.train
-    return train if spec["n"] is None else class_balanced_subset(train, spec["n"],
-                                                                 seed=spec["subset_seed"])
+    return (
+        train
+        if spec["n"] is None
+        else class_balanced_subset(train, spec["n"], seed=spec["subset_seed"])
+    )
 
 
-def ensemble_table(labs: Sequence[WangLab], kind: str, attack: MimicrySettings, *, n_pairs: int,
-                   pair_seed: int = 0) -> list[dict[str, Any]]:
+def ensemble_table(
+    labs: Sequence[WangLab], kind: str, attack: MimicrySettings, *, n_pairs: int, pair_seed: int = 0
+) -> list[dict[str, Any]]:
     """An ensemble of students from different teachers (Sec. 6.3), and a joint attack (cached).
 
     Two attacks on the same pairs: mimicking the first teacher only (what breaks its own
@@ -150,27 +208,51 @@ def ensemble_table(labs: Sequence[WangLab], kind: str, attack: MimicrySettings, 
     if len(labs) < 2:
         raise TlabError("an ensemble needs students of at least 2 different teachers")
     members = {f"student of teacher {i}": lab.students[kind] for i, lab in enumerate(labs)}
-    joint_lab = WangLab(teacher=labs[0].teacher, students=members,
-                        frozen=dict.fromkeys(members, labs[0].frozen[kind]),
-                        domain=labs[0].domain, seed=labs[0].seed)
-    recipe = {"members": {k: e.key for k, e in members.items()},
-              "teachers": [lab.teacher.key for lab in labs], "attack": attack.recipe(),
-              "n": n_pairs, "pair_seed": pair_seed}
+    joint_lab = WangLab(
+        teacher=labs[0].teacher,
+        students=members,
+        frozen=dict.fromkeys(members, labs[0].frozen[kind]),
+        domain=labs[0].domain,
+        seed=labs[0].seed,
+    )
+    recipe = {
+        "members": {k: e.key for k, e in members.items()},
+        "teachers": [lab.teacher.key for lab in labs],
+        "attack": attack.recipe(),
+        "n": n_pairs,
+        "pair_seed": pair_seed,
+    }
 
     def compute() -> list[dict[str, Any]]:
         ensemble = EnsembleModel([e.model for e in members.values()]).eval()
-        runs = {"mimic teacher 0 only": crafted(joint_lab, attack, n_pairs, pair_seed),
-                "joint: mimic all teachers": crafted(joint_lab, attack, n_pairs, pair_seed,
-                                                     teachers=[lab.teacher for lab in labs])}
+        runs = {
+            "mimic teacher 0 only": crafted(joint_lab, attack, n_pairs, pair_seed),
+            "joint: mimic all teachers": crafted(
+                joint_lab, attack, n_pairs, pair_seed, teachers=[lab.teacher for lab in labs]
+            ),
+        }
         rows = []
         for name, out in runs.items():
             for member, entry in members.items():
-                rows.append({"attack": name, "model": member, "success": success_rate(
-                    entry.model, out["adversarial"], out["target_label"], True)})
-            rows.append({"attack": name, "model": "ensemble (mean of softmax)",
-                         "success": success_rate(ensemble, out["adversarial"], out["target_label"],
-                                             True),
-                         "dssim": float(out["dssim"].mean())})
+                rows.append(
+                    {
+                        "attack": name,
+                        "model": member,
+                        "success": success_rate(
+                            entry.model, out["adversarial"], out["target_label"], True
+                        ),
+                    }
+                )
+            rows.append(
+                {
+                    "attack": name,
+                    "model": "ensemble (mean of softmax)",
+                    "success": success_rate(
+                        ensemble, out["adversarial"], out["target_label"], True
+                    ),
+                    "dssim": float(out["dssim"].mean()),
+                }
+            )
         return rows
 
     return cached_result("wang-ensemble", recipe, compute)

@@ -16,8 +16,14 @@ from tlab.attacks.fingerprint import (
 _COLOURS = {"deep": "#d62728", "mid": "#ff7f0e", "full": "#1f77b4"}
 
 
-def layer_figure(rows: Sequence[Mapping[str, Any]], *, budget: float, highlight: int | None = None,
-                 students: Sequence[str] | None = None, title: str = "") -> go.Figure:
+def layer_figure(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    budget: float,
+    highlight: int | None = None,
+    students: Sequence[str] | None = None,
+    title: str = "",
+) -> go.Figure:
     """Targeted success against the attacked layer, one line per student (Wang et al., Fig. 5).
 
     A dotted vertical line in the student's colour marks its last frozen layer K; ``highlight``
@@ -32,18 +38,30 @@ def layer_figure(rows: Sequence[Mapping[str, Any]], *, budget: float, highlight:
             continue
         colour = _COLOURS.get(name)
         k = mine[0]["frozen"]
-        fig.add_trace(go.Scatter(x=[r["layer"] for r in mine],
-                                 y=[100 * r["success"] for r in mine], mode="lines+markers",
-                                 name=f"{name} (K={k})", line=dict(color=colour)))
+        fig.add_trace(
+            go.Scatter(
+                x=[r["layer"] for r in mine],
+                y=[100 * r["success"] for r in mine],
+                mode="lines+markers",
+                name=f"{name} (K={k})",
+                line=dict(color=colour),
+            )
+        )
         if k > 0:
             fig.add_vline(x=k, line=dict(color=colour, dash="dot", width=2))
     if highlight is not None:
-        fig.add_vrect(x0=highlight - 0.3, x1=highlight + 0.3, fillcolor="grey", opacity=0.15,
-                      line_width=0)
-    fig.update_layout(title=title or f"Targeted success vs attacked layer (P = {budget:g}); "
-                                     "dotted: each student's last frozen layer K",
-                      xaxis_title="attacked layer K of the teacher",
-                      yaxis_title="targeted success (%)", yaxis_range=[-3, 103], height=420)
+        fig.add_vrect(
+            x0=highlight - 0.3, x1=highlight + 0.3, fillcolor="grey", opacity=0.15, line_width=0
+        )
+    fig.update_layout(
+        title=title
+        or f"Targeted success vs attacked layer (P = {budget:g}); "
+        "dotted: each student's last frozen layer K",
+        xaxis_title="attacked layer K of the teacher",
+        yaxis_title="targeted success (%)",
+        yaxis_range=[-3, 103],
+        height=420,
+    )
     fig.update_xaxes(dtick=1)
     return fig
 
@@ -55,13 +73,29 @@ def gini_heatmap(table: Mapping[str, Any], *, title: str = "") -> go.Figure:
     """
     z = np.asarray(table["gini"], dtype=float)
     text = [[f"{v:.3f}{' ✔' if v < GINI_THRESHOLD else ''}" for v in row] for row in z]
-    fig = go.Figure(go.Heatmap(z=z, x=table["students"], y=table["candidates"], text=text,
-                               texttemplate="%{text}", zmin=0, zmax=1, colorscale="Viridis",
-                               colorbar=dict(title="Gini")))
-    fig.update_layout(title=title or f"Gini coefficient of the student's output on each "
-                                     f"candidate's fingerprint (✔: below {GINI_THRESHOLD})",
-                      xaxis_title="student (built from ...)", yaxis_title="candidate teacher",
-                      yaxis_autorange="reversed", height=120 + 70 * len(z), width=820)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=table["students"],
+            y=table["candidates"],
+            text=text,
+            texttemplate="%{text}",
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            colorbar=dict(title="Gini"),
+        )
+    )
+    fig.update_layout(
+        title=title
+        or f"Gini coefficient of the student's output on each "
+        f"candidate's fingerprint (✔: below {GINI_THRESHOLD})",
+        xaxis_title="student (built from ...)",
+        yaxis_title="candidate teacher",
+        yaxis_autorange="reversed",
+        height=120 + 70 * len(z),
+        width=820,
+    )
     return fig
 
 
@@ -69,14 +103,28 @@ def defences_figure(dropout: Mapping[str, Any], distance: Mapping[str, Any]) -> 
     """Notebook 11 (Sec. 6.1-6.2): the deep-layer student under input dropout with a vote (a
     row of :func:`tlab.papers.wang.dropout_table`) beside neuron-distance retraining (a row of
     :func:`tlab.papers.wang.neuron_distance_table`)."""
-    fig = go.Figure([
-        go.Bar(name=f"input dropout {dropout['ratio']:g} + vote",
-               x=["clean accuracy", "targeted success", "non-targeted success"],
-               y=[100 * dropout["accuracy"], 100 * dropout["targeted"],
-                  100 * dropout["untargeted"]]),
-        go.Bar(name=f"neuron distance, threshold {distance['threshold']:g}",
-               x=["clean accuracy", "targeted success", "fingerprint Gini (x100)"],
-               y=[100 * distance["accuracy"], 100 * distance["success"],
-                  100 * distance["gini"]])])
-    return fig.update_layout(barmode="group", yaxis_title="%", yaxis_range=[0, 105], height=400,
-                             title="Two defenses of the deep-layer student")
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=f"input dropout {dropout['ratio']:g} + vote",
+                x=["clean accuracy", "targeted success", "non-targeted success"],
+                y=[
+                    100 * dropout["accuracy"],
+                    100 * dropout["targeted"],
+                    100 * dropout["untargeted"],
+                ],
+            ),
+            go.Bar(
+                name=f"neuron distance, threshold {distance['threshold']:g}",
+                x=["clean accuracy", "targeted success", "fingerprint Gini (x100)"],
+                y=[100 * distance["accuracy"], 100 * distance["success"], 100 * distance["gini"]],
+            ),
+        ]
+    )
+    return fig.update_layout(
+        barmode="group",
+        yaxis_title="%",
+        yaxis_range=[0, 105],
+        height=400,
+        title="Two defenses of the deep-layer student",
+    )

@@ -34,50 +34,72 @@ def candidate_specs(preset: str, count: int = 0) -> dict[str, ModelSpec]:
     count = count or len(CANDIDATES)
     if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= len(CANDIDATES):
         raise TlabError(f"count={count!r} must be in 2..{len(CANDIDATES)} candidate teachers")
-    return {name: teacher_spec(preset, seed, arch="vgg", options=options)
-            for name, options, seed in CANDIDATES[:count]}
+    return {
+        name: teacher_spec(preset, seed, arch="vgg", options=options)
+        for name, options, seed in CANDIDATES[:count]
+    }
 
 
-def fingerprint_set(candidate: ZooEntry, n_images: int, *, steps: int,
-                    seed: int = 0) -> dict[str, torch.Tensor]:
+def fingerprint_set(
+    candidate: ZooEntry, n_images: int, *, steps: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """``n_images`` fingerprint images of a candidate teacher (Sec. 5.1; cached tensors).
 
     Each starts from seeded noise and is optimised until the candidate's last-stage
     representation is (nearly) the zero vector; ``distance`` is what is left of it.
     A candidate that cannot read the lab's 3x32x32 images is refused with a TlabError.
     """
-    recipe = {"candidate": candidate.key, "n": n_images, "steps": steps, "seed": seed,
-              "lr": ATTACK_LR}
+    recipe = {
+        "candidate": candidate.key,
+        "n": n_images,
+        "steps": steps,
+        "seed": seed,
+        "lr": ATTACK_LR,
+    }
 
     def compute() -> dict[str, torch.Tensor]:
-        result = fingerprint_images(candidate.model, n_images, steps=steps, lr=ATTACK_LR,
-                                    seed=seed)
-        return {"images": result.adversarial, "distance": result.distance,
-                "start_distance": result.start_distance}
+        result = fingerprint_images(candidate.model, n_images, steps=steps, lr=ATTACK_LR, seed=seed)
+        return {
+            "images": result.adversarial,
+            "distance": result.distance,
+            "start_distance": result.start_distance,
+        }
 
     if not isinstance(candidate, ZooEntry):
         raise TlabError("a candidate must be a ZooEntry (tlab.core.zoo.get_or_train)")
     return cached_tensors("wang-fingerprint-images", recipe, compute)
 
 
-def fingerprint_table(candidates: Mapping[str, ZooEntry], students: Mapping[str, ZooEntry], *,
-                      n_images: int, steps: int, seed: int = 0) -> dict[str, Any]:
+def fingerprint_table(
+    candidates: Mapping[str, ZooEntry],
+    students: Mapping[str, ZooEntry],
+    *,
+    n_images: int,
+    steps: int,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Mean Gini coefficient of each student's softmax on each candidate's fingerprints (cached).
 
     Returns ``{"candidates": [...], "students": [...], "gini": rows x columns}`` (Fig. 6).
     """
     if not candidates or not students:
         raise TlabError("fingerprint_table needs at least one candidate teacher and one student")
-    recipe = {"candidates": {k: e.key for k, e in candidates.items()},
-              "students": {k: e.key for k, e in students.items()}, "n": n_images,
-              "steps": steps, "seed": seed}
+    recipe = {
+        "candidates": {k: e.key for k, e in candidates.items()},
+        "students": {k: e.key for k, e in students.items()},
+        "n": n_images,
+        "steps": steps,
+        "seed": seed,
+    }
 
     def compute() -> dict[str, Any]:
         matrix = fingerprint_matrix(
-            {k: e.model for k, e in candidates.items()}, {k: s.model for k, s in students.items()},
-            images=lambda name: fingerprint_set(candidates[name], n_images, steps=steps,
-                                                seed=seed)["images"])
-        return {"candidates": list(candidates), "students": list(students),
-                "gini": matrix.tolist()}
+            {k: e.model for k, e in candidates.items()},
+            {k: s.model for k, s in students.items()},
+            images=lambda name: fingerprint_set(candidates[name], n_images, steps=steps, seed=seed)[
+                "images"
+            ],
+        )
+        return {"candidates": list(candidates), "students": list(students), "gini": matrix.tolist()}
 
     return cached_result("wang-fingerprint", recipe, compute)

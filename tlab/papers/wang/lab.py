@@ -22,15 +22,22 @@ NARROW_VGG: dict[str, Any] = {"widths": [8, 8, 16, 16], "fc_width": 64}
 STUDENT_KINDS = ("deep", "mid", "full")
 ATTACK_LR = 10.0
 
+
 def check_layer(teacher: StagedModel, layer: object) -> int:
     """``layer`` if it names one of the teacher's stages (1..num_stages), else a TlabError."""
     n = teacher.num_stages
-    return check_stage(layer, n, name="layer K", first=1, hint=(
-        f"the teacher's stages {teacher.describe_stages()}; K={n} is Wang's layer N-1"))
+    return check_stage(
+        layer,
+        n,
+        name="layer K",
+        first=1,
+        hint=(f"the teacher's stages {teacher.describe_stages()}; K={n} is Wang's layer N-1"),
+    )
 
 
-def check_student(teacher: StagedModel, student: object, num_classes: int,
-                  name: str = "student") -> StagedModel:
+def check_student(
+    teacher: StagedModel, student: object, num_classes: int, name: str = "student"
+) -> StagedModel:
     """``student`` if it could have been copied from ``teacher`` and solves a ``num_classes`` task.
 
     Same architecture and stage names as the teacher, a head with one output per class.
@@ -38,38 +45,59 @@ def check_student(teacher: StagedModel, student: object, num_classes: int,
     if not isinstance(student, StagedModel):
         raise TlabError(f"{name} must be a StagedModel from the zoo, got {type(student).__name__}")
     if student.arch != teacher.arch or student.stage_names != teacher.stage_names:
-        raise TlabError(f"{name} ({student.arch!r}, stages {student.describe_stages()}) was not "
-                        f"copied from this {teacher.arch!r} teacher ({teacher.describe_stages()})")
+        raise TlabError(
+            f"{name} ({student.arch!r}, stages {student.describe_stages()}) was not "
+            f"copied from this {teacher.arch!r} teacher ({teacher.describe_stages()})"
+        )
     if student.head.out_features != num_classes:
-        raise TlabError(f"{name}'s head has {student.head.out_features} outputs but the target "
-                        f"domain has {num_classes} classes; pass the student trained on it")
+        raise TlabError(
+            f"{name}'s head has {student.head.out_features} outputs but the target "
+            f"domain has {num_classes} classes; pass the student trained on it"
+        )
     return student
+
 
 #: What each preset means for Wang et al.'s experiments (the only place that says it): the
 #: models here, and the attack sizes notebooks 09-11 take as defaults for their parameters.
-PRESETS = PresetTable("Wang et al. 2018 (notebooks 09-11)", {
-    "teacher_arch": Knob(("vgg", NARROW_VGG), ("vgg", NARROW_VGG),
-                         ("tv_resnet18", {"weights": "imagenet"}), "teacher architecture"),
-    "teacher_epochs": Knob(4, 8, 10, "epochs of the teacher on letters"),
-    "teacher_n": Knob(2000, 4000, None, "letters the teacher trains on (None: all)"),
-    "student_epochs": Knob(4, 10, 20, "epochs of each student on digits"),
-    "seeds": Knob(1, 3, 3, "teacher/student seeds the claims average over"),
-    "pairs": Knob(8, 20, 200, "(source, target) image pairs per attack"),
-    "steps": Knob(100, 250, 2000, "optimiser steps per mimicry attack"),
-    "extra_budgets": Knob([0.001], [0.001, 0.03], [0.0005, 0.001, 0.005, 0.03],
-                          "DSSIM budgets 09's sweep adds to the widget's"),
-    "candidates": Knob(3, 4, 4, "candidate teachers fingerprinted (notebook 10)"),
-    "fingerprint_images": Knob(2, 3, 10, "fingerprint images per candidate"),
-    "fingerprint_steps": Knob(150, 400, 2000, "optimiser steps per fingerprint image"),
-    "eot_samples": Knob(2, 4, 8, "dropout samples per step of the adaptive attacker (11)"),
-    "retrain_epochs": Knob(3, 6, 20, "epochs of neuron-distance retraining (11)"),
-    "extra_thresholds": Knob([], [0.02, 0.05, 0.1, 1.0], [0.02, 0.05, 0.1, 0.5, 1.0],
-                             "neuron-distance thresholds 11's sweep adds"),
-})
+PRESETS = PresetTable(
+    "Wang et al. 2018 (notebooks 09-11)",
+    {
+        "teacher_arch": Knob(
+            ("vgg", NARROW_VGG),
+            ("vgg", NARROW_VGG),
+            ("tv_resnet18", {"weights": "imagenet"}),
+            "teacher architecture",
+        ),
+        "teacher_epochs": Knob(4, 8, 10, "epochs of the teacher on letters"),
+        "teacher_n": Knob(2000, 4000, None, "letters the teacher trains on (None: all)"),
+        "student_epochs": Knob(4, 10, 20, "epochs of each student on digits"),
+        "seeds": Knob(1, 3, 3, "teacher/student seeds the claims average over"),
+        "pairs": Knob(8, 20, 200, "(source, target) image pairs per attack"),
+        "steps": Knob(100, 250, 2000, "optimiser steps per mimicry attack"),
+        "extra_budgets": Knob(
+            [0.001],
+            [0.001, 0.03],
+            [0.0005, 0.001, 0.005, 0.03],
+            "DSSIM budgets 09's sweep adds to the widget's",
+        ),
+        "candidates": Knob(3, 4, 4, "candidate teachers fingerprinted (notebook 10)"),
+        "fingerprint_images": Knob(2, 3, 10, "fingerprint images per candidate"),
+        "fingerprint_steps": Knob(150, 400, 2000, "optimiser steps per fingerprint image"),
+        "eot_samples": Knob(2, 4, 8, "dropout samples per step of the adaptive attacker (11)"),
+        "retrain_epochs": Knob(3, 6, 20, "epochs of neuron-distance retraining (11)"),
+        "extra_thresholds": Knob(
+            [],
+            [0.02, 0.05, 0.1, 1.0],
+            [0.02, 0.05, 0.1, 0.5, 1.0],
+            "neuron-distance thresholds 11's sweep adds",
+        ),
+    },
+)
 
 
-def teacher_spec(preset: str, seed: int = 0, *, arch: str = "", options: dict | None = None
-                 ) -> ModelSpec:
+def teacher_spec(
+    preset: str, seed: int = 0, *, arch: str = "", options: dict | None = None
+) -> ModelSpec:
     """The public teacher on ``letters`` for ``preset`` (training seed ``seed``).
 
     ``arch``/``options`` replace the preset's architecture (notebook 10 builds a pool of
@@ -83,10 +111,15 @@ def teacher_spec(preset: str, seed: int = 0, *, arch: str = "", options: dict | 
     options = dict(default_options if options is None and arch == default_arch else options or {})
     epochs = p["teacher_epochs"]
     lr = 1e-4 if options.get("weights") == "imagenet" else 3e-3
-    return ModelSpec(domain=TEACHER_DOMAIN, arch=arch, arch_options=options,
-                     n=p["teacher_n"],
-                     train=TrainConfig(epochs=epochs, batch_size=64, lr=lr, patience=None,
-                                       val_fraction=0.0, seed=seed))
+    return ModelSpec(
+        domain=TEACHER_DOMAIN,
+        arch=arch,
+        arch_options=options,
+        n=p["teacher_n"],
+        train=TrainConfig(
+            epochs=epochs, batch_size=64, lr=lr, patience=None, val_fraction=0.0, seed=seed
+        ),
+    )
 
 
 def num_stages(spec: ModelSpec) -> int:
@@ -111,11 +144,22 @@ def student_spec(teacher: ModelSpec, frozen: int, preset: str, seed: int = 0) ->
     stages = num_stages(teacher)
     frozen = check_stage(frozen, stages, name="frozen", hint="the teacher's stages")
     lr = 1e-2 if frozen == stages else 3e-3
-    return ModelSpec(domain=STUDENT_DOMAIN, arch=teacher.arch, arch_options=teacher.arch_options,
-                     strategy="finetune", source=teacher, frozen=frozen,
-                     train=TrainConfig(epochs=PRESETS.values(preset)["student_epochs"],
-                                       batch_size=32, lr=lr, patience=None, val_fraction=0.0,
-                                       seed=seed))
+    return ModelSpec(
+        domain=STUDENT_DOMAIN,
+        arch=teacher.arch,
+        arch_options=teacher.arch_options,
+        strategy="finetune",
+        source=teacher,
+        frozen=frozen,
+        train=TrainConfig(
+            epochs=PRESETS.values(preset)["student_epochs"],
+            batch_size=32,
+            lr=lr,
+            patience=None,
+            val_fraction=0.0,
+            seed=seed,
+        ),
+    )
 
 
 @dataclass
@@ -137,14 +181,29 @@ class WangLab:
         return {k: e.meta["metrics"]["test_accuracy"] for k, e in self.students.items()}
 
 
-def load_lab(preset: str, seed: int = 0, *, kinds: Sequence[str] = STUDENT_KINDS,
-             device: torch.device | str | None = None, progress: bool = False) -> WangLab:
+def load_lab(
+    preset: str,
+    seed: int = 0,
+    *,
+    kinds: Sequence[str] = STUDENT_KINDS,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> WangLab:
     """The teacher of ``seed`` and one student per kind, from the zoo (trained on a miss)."""
     t_spec = teacher_spec(preset, seed)
     stages = num_stages(t_spec)
     frozen = {k: frozen_layer(k, stages) for k in kinds}
     teacher = get_or_train(t_spec, device=device, progress=progress)
-    students = {k: get_or_train(student_spec(t_spec, frozen[k], preset, seed), device=device,
-                                progress=progress) for k in kinds}
-    return WangLab(teacher=teacher, students=students, frozen=frozen,
-                   domain=load_domain(STUDENT_DOMAIN), seed=seed)
+    students = {
+        k: get_or_train(
+            student_spec(t_spec, frozen[k], preset, seed), device=device, progress=progress
+        )
+        for k in kinds
+    }
+    return WangLab(
+        teacher=teacher,
+        students=students,
+        frozen=frozen,
+        domain=load_domain(STUDENT_DOMAIN),
+        seed=seed,
+    )

@@ -42,13 +42,21 @@ ABLATIONS: dict[str, str] = {
     "source": "the source domain A (Sec. 6.3, Fig. 8)",
     "arch": "the architecture (Sec. 6.4, Fig. 9)",
 }
-METRICS: dict[str, str] = {"clean": "clean accuracy", "wb": "white-box FGSM accuracy",
-                           "bb": "black-box FGSM accuracy (examples from A)",
-                           "gamma": "gamma = (BB - WB) / WB"}
+METRICS: dict[str, str] = {
+    "clean": "clean accuracy",
+    "wb": "white-box FGSM accuracy",
+    "bb": "black-box FGSM accuracy (examples from A)",
+    "gamma": "gamma = (BB - WB) / WB",
+}
 #: Readable names of the sources the presets use.
-SOURCE_LABELS = {"syndigits": "colour SynDigits", "syndigits:colour=false": "grey SynDigits",
-                 "letters": "letters (26 classes)", "svhn:extra=true": "SVHN", "usps": "USPS",
-                 "mnist": "MNIST"}
+SOURCE_LABELS = {
+    "syndigits": "colour SynDigits",
+    "syndigits:colour=false": "grey SynDigits",
+    "letters": "letters (26 classes)",
+    "svhn:extra=true": "SVHN",
+    "usps": "USPS",
+    "mnist": "MNIST",
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ class Sizes:
     other_seeds: tuple[int, ...]
     source_n_a: int | None
     source_n_b: int | None
-    frozen: dict[str, str]   # ablation -> "0" (full fine-tuning only) or "0,all"
+    frozen: dict[str, str]  # ablation -> "0" (full fine-tuning only) or "0,all"
 
 
 def sizes(preset: str) -> Sizes:
@@ -94,24 +102,40 @@ def sizes(preset: str) -> Sizes:
 
 
 #: What each preset sweeps in the ablations (the only place that says it).
-PRESETS = PresetTable("Zhang et al. 2020, Sec. 6: ablations (notebook 05)", {
-    "n_b": Knob((50, 100), (50, 100, 200, 500), (50, 100, 200, 500), "sizes of B swept"),
-    "n_a": Knob((300, 1000), (500, 1000, 2000), (1000, 5000, 10_000, 100_000, 500_000),
-                "sizes of A swept"),
-    "sources": Knob(("syndigits", "syndigits:colour=false"),
-                    ("syndigits", "syndigits:colour=false", "letters"),
-                    ("svhn:extra=true", "usps"), "source domains compared"),
-    "archs": Knob((), ("dtn", "wrn:depth=10,width=1"), ("dtn", "wrn:depth=28,width=10"),
-                  "architectures compared"),
-    "n_b_seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "seeds of the n_B sweep"),
-    "other_seeds": Knob((0,), (0,), (0, 1, 2), "seeds of the other ablations"),
-    "source_n_a": Knob(300, None, 5000, "images of A in the source ablation (None: setup's)"),
-    "source_n_b": Knob(None, None, 600, "images of B in the source ablation (None: setup's)"),
-    "frozen": Knob({"n_b": "0", "n_a": "0", "source": "0", "arch": "0"},
-                   {"n_b": "0", "n_a": "0", "source": "0,all", "arch": "0,all"},
-                   {"n_b": "0,all", "n_a": "0,all", "source": "0,all", "arch": "0,all"},
-                   "FT depths per ablation: 0 (fine-tune all), all (only the head trains)"),
-})
+PRESETS = PresetTable(
+    "Zhang et al. 2020, Sec. 6: ablations (notebook 05)",
+    {
+        "n_b": Knob((50, 100), (50, 100, 200, 500), (50, 100, 200, 500), "sizes of B swept"),
+        "n_a": Knob(
+            (300, 1000),
+            (500, 1000, 2000),
+            (1000, 5000, 10_000, 100_000, 500_000),
+            "sizes of A swept",
+        ),
+        "sources": Knob(
+            ("syndigits", "syndigits:colour=false"),
+            ("syndigits", "syndigits:colour=false", "letters"),
+            ("svhn:extra=true", "usps"),
+            "source domains compared",
+        ),
+        "archs": Knob(
+            (),
+            ("dtn", "wrn:depth=10,width=1"),
+            ("dtn", "wrn:depth=28,width=10"),
+            "architectures compared",
+        ),
+        "n_b_seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "seeds of the n_B sweep"),
+        "other_seeds": Knob((0,), (0,), (0, 1, 2), "seeds of the other ablations"),
+        "source_n_a": Knob(300, None, 5000, "images of A in the source ablation (None: setup's)"),
+        "source_n_b": Knob(None, None, 600, "images of B in the source ablation (None: setup's)"),
+        "frozen": Knob(
+            {"n_b": "0", "n_a": "0", "source": "0", "arch": "0"},
+            {"n_b": "0", "n_a": "0", "source": "0,all", "arch": "0,all"},
+            {"n_b": "0,all", "n_a": "0,all", "source": "0,all", "arch": "0,all"},
+            "FT depths per ablation: 0 (fine-tune all), all (only the head trains)",
+        ),
+    },
+)
 
 
 def base_setup(preset: str) -> zhang.Setup:
@@ -146,9 +170,16 @@ def _depths(setup: zhang.Setup, frozen: str) -> tuple[int, ...]:
     return (0,) if frozen == "0" else (0, setup.max_frozen)
 
 
-def plan(base: zhang.Setup, *, n_b: Sequence[int] = (), n_a: Sequence[int] = (),
-         sources: Sequence[str] = (), archs: Sequence[str] = (), n_b_seeds: Sequence[int] = (),
-         other_seeds: Sequence[int] = ()) -> dict[str, list[Variant]]:
+def plan(
+    base: zhang.Setup,
+    *,
+    n_b: Sequence[int] = (),
+    n_a: Sequence[int] = (),
+    sources: Sequence[str] = (),
+    archs: Sequence[str] = (),
+    n_b_seeds: Sequence[int] = (),
+    other_seeds: Sequence[int] = (),
+) -> dict[str, list[Variant]]:
     """The variants of every ablation; empty arguments take :func:`sizes` of ``base.preset``.
 
     The n_B sweep runs with ``n_b_seeds`` (claim Z5 pairs them), the others with
@@ -160,23 +191,35 @@ def plan(base: zhang.Setup, *, n_b: Sequence[int] = (), n_a: Sequence[int] = (),
     out: dict[str, list[Variant]] = {name: [] for name in ABLATIONS}
     for i, value in enumerate(sorted(n_b or z.n_b)):
         s = base.with_(n_b=int(value), seeds=seeds_b)
-        out["n_b"].append(Variant("n_b", f"n_B = {value}", i,
-                                  s.with_(frozen=_depths(s, z.frozen["n_b"]))))
+        out["n_b"].append(
+            Variant("n_b", f"n_B = {value}", i, s.with_(frozen=_depths(s, z.frozen["n_b"])))
+        )
     for i, n_a_value in enumerate(sorted(n_a or z.n_a, key=lambda v: v or 10**9)):
         s = base.with_(n_a=n_a_value, seeds=seeds_o)
-        out["n_a"].append(Variant("n_a", f"n_A = {n_a_value or 'all'}", i,
-                                  s.with_(frozen=_depths(s, z.frozen["n_a"]))))
+        out["n_a"].append(
+            Variant(
+                "n_a", f"n_A = {n_a_value or 'all'}", i, s.with_(frozen=_depths(s, z.frozen["n_a"]))
+            )
+        )
     for i, domain in enumerate(sources or z.sources):
-        s = base.with_(source=domain, seeds=seeds_o, n_a=z.source_n_a or base.n_a,
-                       n_b=z.source_n_b or base.n_b)
-        out["source"].append(Variant("source", source_label(domain), i,
-                                     s.with_(frozen=_depths(s, z.frozen["source"])),
-                                     a_on_b=True))
+        s = base.with_(
+            source=domain, seeds=seeds_o, n_a=z.source_n_a or base.n_a, n_b=z.source_n_b or base.n_b
+        )
+        out["source"].append(
+            Variant(
+                "source",
+                source_label(domain),
+                i,
+                s.with_(frozen=_depths(s, z.frozen["source"])),
+                a_on_b=True,
+            )
+        )
     for i, text in enumerate(archs if archs else z.archs):
         name, options = parse_arch(text)
         s = base.with_(arch=name, arch_options=options, seeds=seeds_o, frozen=(0,))
-        out["arch"].append(Variant("arch", arch_label(text), i,
-                                   s.with_(frozen=_depths(s, z.frozen["arch"]))))
+        out["arch"].append(
+            Variant("arch", arch_label(text), i, s.with_(frozen=_depths(s, z.frozen["arch"])))
+        )
     return out
 
 
@@ -189,8 +232,10 @@ def source_facts(lab: zhang.Lab, seed: int) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         entry = lab.entry("A", seed)
-        return {"accuracy": float(entry.meta["metrics"]["test_accuracy"]),
-                "classes": list(entry.meta["classes"])}
+        return {
+            "accuracy": float(entry.meta["metrics"]["test_accuracy"]),
+            "classes": list(entry.meta["classes"]),
+        }
 
     return cached_result("zhang-ablation-source", {"model": spec.key()}, compute)
 
@@ -199,12 +244,16 @@ def target_classes(lab: zhang.Lab) -> list[str]:
     """B's class names (from the first seed's Scratch model's zoo metadata, cached)."""
     seed = lab.setup.seeds[0]
     spec = lab.setup.spec("Scratch", seed)
-    return cached_result("zhang-ablation-classes", {"model": spec.key()},
-                         lambda: list(lab.entry("Scratch", seed).meta["classes"]))
+    return cached_result(
+        "zhang-ablation-classes",
+        {"model": spec.key()},
+        lambda: list(lab.entry("Scratch", seed).meta["classes"]),
+    )
 
 
-def results(variants: Sequence[Variant], *, device: Any = None, progress: bool = False
-            ) -> pd.DataFrame:
+def results(
+    variants: Sequence[Variant], *, device: Any = None, progress: bool = False
+) -> pd.DataFrame:
     """One row per (variant, seed, model, eps): clean / white-box / black-box accuracy, gamma.
 
     Models are trained through the zoo and scored with :meth:`tlab.papers.zhang.Lab.evaluate`
@@ -227,14 +276,25 @@ def results(variants: Sequence[Variant], *, device: Any = None, progress: bool =
                 row = lab.evaluate(role, seed, k)
                 depth = ("all" if k == v.setup.max_frozen else str(k)) if role == "FT" else "-"
                 for i, eps in enumerate(row["eps"]):
-                    rows.append({
-                        "ablation": v.ablation, "variant": v.label, "position": v.position,
-                        "seed": seed, "model": zhang.role_label(role, k), "role": role,
-                        "frozen": k, "depth": depth, "eps": round(eps * 255),
-                        "clean": row["clean"], "wb": row["wb"][i],
-                        "bb": row["bb"][i] if same else np.nan,
-                        "gamma": row["gamma"][i] if same else np.nan,
-                        "source_accuracy": facts["accuracy"], "same_labels": same})
+                    rows.append(
+                        {
+                            "ablation": v.ablation,
+                            "variant": v.label,
+                            "position": v.position,
+                            "seed": seed,
+                            "model": zhang.role_label(role, k),
+                            "role": role,
+                            "frozen": k,
+                            "depth": depth,
+                            "eps": round(eps * 255),
+                            "clean": row["clean"],
+                            "wb": row["wb"][i],
+                            "bb": row["bb"][i] if same else np.nan,
+                            "gamma": row["gamma"][i] if same else np.nan,
+                            "source_accuracy": facts["accuracy"],
+                            "same_labels": same,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -242,13 +302,16 @@ def pick(table: pd.DataFrame, ablation: str, eps: int | None = None) -> pd.DataF
     check_choice("ablation", ablation, tuple(ABLATIONS))
     part = table[table["ablation"] == ablation]
     if part.empty:
-        raise TlabError(f"no results for the {ablation!r} ablation in this run; its list is "
-                        "empty at this preset (set it in the parameters cell, or use "
-                        "PRESET = 'standard')")
+        raise TlabError(
+            f"no results for the {ablation!r} ablation in this run; its list is "
+            "empty at this preset (set it in the parameters cell, or use "
+            "PRESET = 'standard')"
+        )
     if eps is not None:
         if eps not in set(part["eps"]):
-            raise TlabError(f"eps={eps}/255 was not evaluated; evaluated: "
-                            f"{sorted(set(part['eps']))} (x 1/255)")
+            raise TlabError(
+                f"eps={eps}/255 was not evaluated; evaluated: {sorted(set(part['eps']))} (x 1/255)"
+            )
         part = part[part["eps"] == eps]
     return part
 
@@ -260,8 +323,10 @@ def gains(table: pd.DataFrame, ablation: str, eps: int, depth: str = "0") -> pd.
     ft = part[(part["role"] == "FT") & (part["depth"] == depth)].set_index(key)
     scratch = part[part["role"] == "Scratch"].set_index(key)
     if ft.empty:
-        raise TlabError(f"FT with frozen={depth} was not evaluated for {ablation!r}; "
-                        f"evaluated depths: {sorted(set(part['depth']) - {'-'})}")
+        raise TlabError(
+            f"FT with frozen={depth} was not evaluated for {ablation!r}; "
+            f"evaluated depths: {sorted(set(part['depth']) - {'-'})}"
+        )
     cols = ["clean", "wb", "bb", "gamma"]
     return (ft[cols] - scratch.loc[ft.index, cols]).reset_index()
 
@@ -275,8 +340,7 @@ def _mean_std(values: pd.Series, percent: bool) -> str:
     return f"{v.mean():.1f}{spread}" if percent else f"{v.mean():.2f}{spread}"
 
 
-def summary_table(table: pd.DataFrame, ablation: str, eps: int, depth: str = "0"
-                  ) -> pd.DataFrame:
+def summary_table(table: pd.DataFrame, ablation: str, eps: int, depth: str = "0") -> pd.DataFrame:
     """Readable per-variant table: mean ± std over seeds (in %; gamma as a ratio)."""
     part = pick(table, ablation, eps)
     gain = gains(table, ablation, eps, depth)
@@ -286,16 +350,20 @@ def summary_table(table: pd.DataFrame, ablation: str, eps: int, depth: str = "0"
         ft = group[(group["role"] == "FT") & (group["depth"] == depth)]
         scratch = group[group["role"] == "Scratch"]
         g = gain[gain["variant"] == variant]
-        row = {"variant": variant, "seeds": len(set(group["seed"])),
-               "A's own accuracy": _mean_std(scratch["source_accuracy"], True)}
+        row = {
+            "variant": variant,
+            "seeds": len(set(group["seed"])),
+            "A's own accuracy": _mean_std(scratch["source_accuracy"], True),
+        }
         a_on_b = group[group["role"] == "A on B"]
         row["A on B clean"] = _mean_std(a_on_b["clean"], True)
         for col, name in (("clean", "clean"), ("wb", f"WB@{eps}"), ("bb", f"BB@{eps}")):
             row[f"Scratch {name}"] = _mean_std(scratch[col], True)
             row[f"{ft_name} {name}"] = _mean_std(ft[col], True)
             row[f"{ft_name} − Scratch {name}"] = _mean_std(g[col], True)
-        row[f"gamma@{eps} Scratch / {ft_name}"] = (f"{_mean_std(scratch['gamma'], False)} / "
-                                                   f"{_mean_std(ft['gamma'], False)}")
+        row[f"gamma@{eps} Scratch / {ft_name}"] = (
+            f"{_mean_std(scratch['gamma'], False)} / {_mean_std(ft['gamma'], False)}"
+        )
         out.append(row)
     return pd.DataFrame(out).set_index("variant")
 
@@ -303,8 +371,9 @@ def summary_table(table: pd.DataFrame, ablation: str, eps: int, depth: str = "0"
 # ------------------------------------------------------------------------------- figures
 
 
-def sweep_figure(table: pd.DataFrame, ablation: str, *, metric: str = "clean", eps: int = 8,
-                 depth: str = "0") -> go.Figure:
+def sweep_figure(
+    table: pd.DataFrame, ablation: str, *, metric: str = "clean", eps: int = 8, depth: str = "0"
+) -> go.Figure:
     """Left: Scratch and FT (and A on B) per variant, mean ± std over seeds. Right: the paired
     FT − Scratch gain. ``metric`` is ``clean``, ``wb``, ``bb`` or ``gamma``; ``eps`` in x/255."""
     check_choice("metric", metric, tuple(METRICS))
@@ -312,28 +381,51 @@ def sweep_figure(table: pd.DataFrame, ablation: str, *, metric: str = "clean", e
     percent = metric != "gamma"
     scale = 100 if percent else 1
     order = part.drop_duplicates("variant").sort_values("position")["variant"].tolist()
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        METRICS[metric], f"FT (frozen {depth}) − Scratch, paired by seed"))
-    shown = [("Scratch", part[part["role"] == "Scratch"]),
-             (f"FT (frozen {depth})", part[(part["role"] == "FT") & (part["depth"] == depth)]),
-             ("A on B (no tuning)", part[part["role"] == "A on B"])]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(METRICS[metric], f"FT (frozen {depth}) − Scratch, paired by seed"),
+    )
+    shown = [
+        ("Scratch", part[part["role"] == "Scratch"]),
+        (f"FT (frozen {depth})", part[(part["role"] == "FT") & (part["depth"] == depth)]),
+        ("A on B (no tuning)", part[part["role"] == "A on B"]),
+    ]
     for name, rows in shown:
         if rows.empty:
             continue
         stats = rows.groupby("variant")[metric].agg(["mean", "std"]).reindex(order)
-        fig.add_trace(go.Scatter(
-            x=order, y=stats["mean"] * scale, name=name, mode="lines+markers",
-            error_y=dict(type="data", array=stats["std"].fillna(0) * scale),
-            line=dict(dash="dot") if name.startswith("A on B") else None), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=order,
+                y=stats["mean"] * scale,
+                name=name,
+                mode="lines+markers",
+                error_y=dict(type="data", array=stats["std"].fillna(0) * scale),
+                line=dict(dash="dot") if name.startswith("A on B") else None,
+            ),
+            row=1,
+            col=1,
+        )
     gain = gains(table, ablation, eps, depth).groupby("variant")[metric].agg(["mean", "std"])
     gain = gain.reindex(order)
-    fig.add_trace(go.Bar(x=order, y=gain["mean"] * scale, name="FT − Scratch",
-                         error_y=dict(type="data", array=gain["std"].fillna(0) * scale),
-                         marker_color="grey"), row=1, col=2)
+    fig.add_trace(
+        go.Bar(
+            x=order,
+            y=gain["mean"] * scale,
+            name="FT − Scratch",
+            error_y=dict(type="data", array=gain["std"].fillna(0) * scale),
+            marker_color="grey",
+        ),
+        row=1,
+        col=2,
+    )
     seeds = sorted(set(part["seed"]))
     at = "" if metric == "clean" else f" at eps {eps}/255"
-    fig.update_layout(title=f"{ABLATIONS[ablation]}: {METRICS[metric]}{at} "
-                      f"(seeds {seeds}; bars: ± std)", height=420)
+    fig.update_layout(
+        title=f"{ABLATIONS[ablation]}: {METRICS[metric]}{at} (seeds {seeds}; bars: ± std)",
+        height=420,
+    )
     unit = " (%)" if percent else ""
     fig.update_yaxes(title_text=f"{metric}{unit}", row=1, col=1)
     fig.update_yaxes(title_text=f"difference{' (points)' if percent else ''}", row=1, col=2)
@@ -351,7 +443,8 @@ def record_metrics(table: pd.DataFrame, eps: int = 8) -> dict[str, float]:
     out: dict[str, float] = {}
     part = table[table["eps"] == eps]
     for (ablation, variant, role, depth), rows in part.groupby(
-            ["ablation", "variant", "role", "depth"]):
+        ["ablation", "variant", "role", "depth"]
+    ):
         slug = "_".join("".join(c if c.isalnum() else " " for c in variant.lower()).split())
         slug = slug.removeprefix("n_b_").removeprefix("n_a_")
         who = {"Scratch": "scratch", "A on B": "a_on_b"}.get(role, f"ft{depth}")

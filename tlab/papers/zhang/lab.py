@@ -117,9 +117,15 @@ class Setup:
     def check_frozen(self, frozen: int) -> int:
         """``frozen`` if it is a valid FT depth for this architecture, else a clear error."""
         top = self.max_frozen
-        return check_stage(frozen, top, name="frozen", hint=(
-            f"{self.arch} has {top} stages: 0 = fine-tune everything, {top} = only the "
-            f"classifier trains"))
+        return check_stage(
+            frozen,
+            top,
+            name="frozen",
+            hint=(
+                f"{self.arch} has {top} stages: 0 = fine-tune everything, {top} = only the "
+                f"classifier trains"
+            ),
+        )
 
     def panel_depths(self, asked: Sequence[int] = ()) -> list[int]:
         """The FT depths a notebook's widgets offer: ``asked`` plus the claims' depths; by
@@ -141,12 +147,20 @@ class Setup:
 
     # ------------------------------------------------------------------ zoo specs
 
-    def _spec(self, domain: str, n: int | None, seed: int, train: TrainConfig,
-              **strategy: Any) -> ModelSpec:
+    def _spec(
+        self, domain: str, n: int | None, seed: int, train: TrainConfig, **strategy: Any
+    ) -> ModelSpec:
         name, params = parse_domain(domain)
-        return ModelSpec(domain=name, domain_params=params, arch=self.arch,
-                         arch_options=dict(self.arch_options), n=n, subset_seed=seed,
-                         train=replace(train, seed=seed), **strategy)
+        return ModelSpec(
+            domain=name,
+            domain_params=params,
+            arch=self.arch,
+            arch_options=dict(self.arch_options),
+            n=n,
+            subset_seed=seed,
+            train=replace(train, seed=seed),
+            **strategy,
+        )
 
     def spec(self, role: str, seed: int = 0, frozen: int = 0) -> ModelSpec:
         """The zoo spec of ``role`` (see :data:`ROLES`) for ``seed``.
@@ -158,22 +172,37 @@ class Setup:
         if role != "FT" and frozen:
             raise TlabError(f"frozen={frozen} only applies to role 'FT', not {role!r}")
         if role in ("C", "A_ci", "CommonInit") and not self.common:
-            raise TlabError("this setup has no common domain C, so no CommonInit; "
-                            "set `common`, e.g. 'letters'")
+            raise TlabError(
+                "this setup has no common domain C, so no CommonInit; set `common`, e.g. 'letters'"
+            )
         if role == "A":
             return self._spec(self.source, self.n_a, seed, self.train_a)
         if role == "C":
             return self._spec(self.common, self.n_c, self.c_seed, self.train_a)
         if role == "A_ci":
-            return self._spec(self.source, self.n_a, seed, self.train_a, strategy="commoninit",
-                              source=self.spec("C"))
+            return self._spec(
+                self.source,
+                self.n_a,
+                seed,
+                self.train_a,
+                strategy="commoninit",
+                source=self.spec("C"),
+            )
         if role == "Scratch":
             return self._spec(self.target, self.n_b, seed, self.train_b)
         if role == "FT":
-            return self._spec(self.target, self.n_b, seed, self.train_b, strategy="finetune",
-                              source=self.spec("A", seed), frozen=self.check_frozen(frozen))
-        return self._spec(self.target, self.n_b, seed, self.train_b, strategy="commoninit",
-                          source=self.spec("C"))
+            return self._spec(
+                self.target,
+                self.n_b,
+                seed,
+                self.train_b,
+                strategy="finetune",
+                source=self.spec("A", seed),
+                frozen=self.check_frozen(frozen),
+            )
+        return self._spec(
+            self.target, self.n_b, seed, self.train_b, strategy="commoninit", source=self.spec("C")
+        )
 
     def attacker(self, role: str, seed: int = 0) -> ModelSpec:
         """The source model whose FGSM examples attack ``role`` black-box (Sec. 3.4.2).
@@ -185,37 +214,62 @@ class Setup:
 
 #: What each preset means for Zhang et al.'s experiment (the only place that says it). At
 #: ``paper`` the sizes of A, B and C come from the task (:data:`PAPER_TASKS`).
-PRESETS = PresetTable("Zhang et al. 2020 (notebooks 02-06)", {
-    "n_a": Knob(1000, 2000, None, "images of A and of C (paper: the task's)"),
-    "n_b": Knob(100, 100, None, "images of B, 10 % for validation (paper: the task's)"),
-    "batch_size": Knob(32, 32, 128, "batch size"),
-    "epochs_a": Knob(10, 10, 200, "epochs of A and C"),
-    "patience_a": Knob(None, None, 50, "early-stopping patience of A and C (None: off)"),
-    "epochs_b": Knob(20, 60, 300, "epochs of the models of B"),
-    "patience_b": Knob(5, 15, 50, "early-stopping patience of the models of B"),
-    "optimizer": Knob("adam", "adam", "sgd", "optimiser (SGD: momentum 0.9, Sec. 4.3)"),
-    "lr": Knob(1e-3, 1e-3, 1e-2, "learning rate"),
-    "weight_decay": Knob(0.0, 0.0, 5e-4, "weight decay"),
-    "eps": Knob((2 / 255, 4 / 255, 8 / 255, 16 / 255), (2 / 255, 4 / 255, 8 / 255, 16 / 255),
-                tuple(paper_eps_to_pixels(e) for e in PAPER_EPS_SIGNED),
-                "FGSM budgets in [0, 1] pixels (the paper's, halved)"),
-    "eval_n": Knob(300, None, None, "test images of B attacked (None: all)"),
-    "seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "training seeds"),
-    "panels_show_every_depth": Knob(False, True, False,
-                                    "the widgets of 04 and 06 offer every FT depth, not only "
-                                    "the claims' depths"),
-})
+PRESETS = PresetTable(
+    "Zhang et al. 2020 (notebooks 02-06)",
+    {
+        "n_a": Knob(1000, 2000, None, "images of A and of C (paper: the task's)"),
+        "n_b": Knob(100, 100, None, "images of B, 10 % for validation (paper: the task's)"),
+        "batch_size": Knob(32, 32, 128, "batch size"),
+        "epochs_a": Knob(10, 10, 200, "epochs of A and C"),
+        "patience_a": Knob(None, None, 50, "early-stopping patience of A and C (None: off)"),
+        "epochs_b": Knob(20, 60, 300, "epochs of the models of B"),
+        "patience_b": Knob(5, 15, 50, "early-stopping patience of the models of B"),
+        "optimizer": Knob("adam", "adam", "sgd", "optimiser (SGD: momentum 0.9, Sec. 4.3)"),
+        "lr": Knob(1e-3, 1e-3, 1e-2, "learning rate"),
+        "weight_decay": Knob(0.0, 0.0, 5e-4, "weight decay"),
+        "eps": Knob(
+            (2 / 255, 4 / 255, 8 / 255, 16 / 255),
+            (2 / 255, 4 / 255, 8 / 255, 16 / 255),
+            tuple(paper_eps_to_pixels(e) for e in PAPER_EPS_SIGNED),
+            "FGSM budgets in [0, 1] pixels (the paper's, halved)",
+        ),
+        "eval_n": Knob(300, None, None, "test images of B attacked (None: all)"),
+        "seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "training seeds"),
+        "panels_show_every_depth": Knob(
+            False,
+            True,
+            False,
+            "the widgets of 04 and 06 offer every FT depth, not only the claims' depths",
+        ),
+    },
+)
 
 
 def _train_config(p: dict[str, Any], *, epochs: int, patience: int | None) -> TrainConfig:
-    return TrainConfig(epochs=epochs, batch_size=p["batch_size"], patience=patience,
-                       val_fraction=0.1, optimizer=p["optimizer"], lr=p["lr"],
-                       weight_decay=p["weight_decay"])
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=p["batch_size"],
+        patience=patience,
+        val_fraction=0.1,
+        optimizer=p["optimizer"],
+        lr=p["lr"],
+        weight_decay=p["weight_decay"],
+    )
 
 
-def setup(preset: str, *, task: str = "", source: str = "", target: str = "", common: str = "",
-          n_a: int = 0, n_b: int = 0, eps: Sequence[float] = (), seeds: Sequence[int] = (),
-          frozen: Sequence[int] = ()) -> Setup:
+def setup(
+    preset: str,
+    *,
+    task: str = "",
+    source: str = "",
+    target: str = "",
+    common: str = "",
+    n_a: int = 0,
+    n_b: int = 0,
+    eps: Sequence[float] = (),
+    seeds: Sequence[int] = (),
+    frozen: Sequence[int] = (),
+) -> Setup:
     """The experiment of ``preset``; every knob left at 0 / "" / () takes the preset's value.
 
     - ``quick`` (tests, a first pass in class): the default domains, small A and C, one seed,
@@ -231,8 +285,10 @@ def setup(preset: str, *, task: str = "", source: str = "", target: str = "", co
     """
     p = PRESETS.values(preset)
     if task and preset != "paper":
-        raise TlabError(f"task={task!r} picks one of the paper's real tasks; it needs "
-                        "preset='paper' (the other presets use the embedded domains)")
+        raise TlabError(
+            f"task={task!r} picks one of the paper's real tasks; it needs "
+            "preset='paper' (the other presets use the embedded domains)"
+        )
     if preset == "paper":
         task = task or "M->U"
         check_choice("task", task, tuple(PAPER_TASKS))
@@ -244,14 +300,22 @@ def setup(preset: str, *, task: str = "", source: str = "", target: str = "", co
     train_a = _train_config(p, epochs=p["epochs_a"], patience=p["patience_a"])
     train_b = _train_config(p, epochs=p["epochs_b"], patience=p["patience_b"])
     return Setup(
-        preset=preset, source=source or p_source, target=target or p_target,
+        preset=preset,
+        source=source or p_source,
+        target=target or p_target,
         common=_common_domain(common, p_common),
-        arch="dtn", arch_options={}, n_a=n_a or p_na, n_b=n_b or p_nb, n_c=p_nc,
-        train_a=train_a, train_b=train_b,
+        arch="dtn",
+        arch_options={},
+        n_a=n_a or p_na,
+        n_b=n_b or p_nb,
+        n_c=p_nc,
+        train_a=train_a,
+        train_b=train_b,
         eps_grid=tuple(float(e) for e in (eps or p["eps"])),
         eval_n=p["eval_n"],
         seeds=tuple(int(s) for s in (seeds or p["seeds"])),
-        frozen=tuple(int(k) for k in (frozen or (0, 4))))
+        frozen=tuple(int(k) for k in (frozen or (0, 4))),
+    )
 
 
 def _common_domain(given: str, preset_value: str | None) -> str:
@@ -263,6 +327,7 @@ def _common_domain(given: str, preset_value: str | None) -> str:
 
 # ------------------------------------------------------------------------------- evaluation
 
+
 @dataclass
 class Lab:
     """One setup's models, trained on demand through the zoo, and their cached evaluations."""
@@ -273,8 +338,9 @@ class Lab:
 
     def entry(self, role: str, seed: int = 0, frozen: int = 0) -> ZooEntry:
         """The trained model of ``role`` (from the zoo, or trained now)."""
-        return get_or_train(self.setup.spec(role, seed, frozen), device=self.device,
-                            progress=self.progress)
+        return get_or_train(
+            self.setup.spec(role, seed, frozen), device=self.device, progress=self.progress
+        )
 
     def evaluate(self, role: str, seed: int = 0, frozen: int = 0) -> dict[str, Any]:
         """Clean, white-box and black-box FGSM accuracy, gamma and gradient norms of a B model.
@@ -294,8 +360,13 @@ class Lab:
         spec = s.spec("A", seed) if on_b else s.spec(role, seed, frozen)
         attacker = s.spec("A", seed) if on_b else s.attacker(role, seed)
         data = s.eval_set()
-        recipe = {"model": spec.key(), "attacker": attacker.key(), "data": data.recipe(),
-                  "eps": list(s.eps_grid), "on_b": on_b}
+        recipe = {
+            "model": spec.key(),
+            "attacker": attacker.key(),
+            "data": data.recipe(),
+            "eps": list(s.eps_grid),
+            "on_b": on_b,
+        }
 
         def compute() -> dict[str, Any]:
             entry = get_or_train(spec, device=self.device, progress=self.progress)
@@ -304,10 +375,18 @@ class Lab:
             x, y = data.tensors(next(model.parameters()).device)
             correct = predict(model, x) == y
             if not bool(correct.any()):
-                raise TlabError(f"{role} (seed {seed}) classifies no evaluation image correctly; "
-                                "nothing to attack -- train it longer (a larger preset)")
-            row: dict[str, Any] = {"clean": float(correct.float().mean()), "eps": list(s.eps_grid),
-                                   "wb": [], "bb": [], "gamma": [], "wb_fooled": []}
+                raise TlabError(
+                    f"{role} (seed {seed}) classifies no evaluation image correctly; "
+                    "nothing to attack -- train it longer (a larger preset)"
+                )
+            row: dict[str, Any] = {
+                "clean": float(correct.float().mean()),
+                "eps": list(s.eps_grid),
+                "wb": [],
+                "bb": [],
+                "gamma": [],
+                "wb_fooled": [],
+            }
             for eps in s.eps_grid:
                 white_ok = predict(model, fgsm(model, x, y, eps=eps)) == y
                 black_ok = predict(model, crafted_examples(source, data, "fgsm", eps)) == y
@@ -331,8 +410,9 @@ class Lab:
         check_choice("source role", role, ("A", "C", "A_ci"))
         return float(self.entry(role, seed).meta["metrics"]["test_accuracy"])
 
-    def across_seeds(self, role: str, key: str, eps: float | None = None, frozen: int = 0
-                     ) -> list[float]:
+    def across_seeds(
+        self, role: str, key: str, eps: float | None = None, frozen: int = 0
+    ) -> list[float]:
         """``evaluate(role, seed, frozen)[key]`` for every seed (at ``eps`` for per-eps keys)."""
         out = []
         for seed in self.setup.seeds:
