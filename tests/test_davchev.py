@@ -164,3 +164,52 @@ def test_a_retrained_choice_outside_the_vocabulary_or_a_depth_not_6n_plus_2_is_r
     assert all(c in str(info.value) for c in davchev.RETRAINED)
     with pytest.raises(TlabError):
         davchev.frozen_stages(21, "all")
+
+
+def test_setup_spec_names_every_network_and_the_substitute():
+    s = davchev.setup("standard")
+    network = Network("pgd", "fgsm", "block")
+    assert s.spec(network, 1) == davchev.network_spec(s, network, 1)
+    assert s.spec("substitute") == davchev.substitute_spec(s)
+    with pytest.raises(UnknownNameError, match="substitute"):
+        s.spec("teacher")
+
+
+class _FakeLab:
+    """Table rows and leaking numbers chosen per seed, for the verdicts' arithmetic."""
+
+    def __init__(self, setup, rows, leaks):
+        self.setup, self._rows, self._leaks = setup, rows, leaks
+
+    def row(self, network, seed=0):
+        return self._rows[(network, seed)]
+
+    def leaking(self, network, seed=0):
+        return self._leaks[seed]
+
+
+def _row(eps, natural, bb, wb):
+    return {"eps": [eps], "Natural": natural, "BB-FGSM": [bb], "BB-PGD": [bb - 0.1],
+            "WB-FGSM": [wb], "WB-PGD": [wb - 0.1]}  # fmt: skip
+
+
+def test_davchev_verdicts_read_the_training_eps_and_pair_seeds():
+    s = dataclasses.replace(davchev.setup("standard"), seeds=(0, 1, 2))
+    pgd, fgsm = Network("nat", "pgd", "block"), Network("nat", "fgsm", "block")
+    start, alone = Network("pgd", "pgd", "all"), Network("pgd")
+    rows = {}
+    for seed in s.seeds:
+        rows[(pgd, seed)] = _row(s.eps, 0.9, 0.60 + 0.01 * seed, 0.3)
+        rows[(fgsm, seed)] = _row(s.eps, 0.9, 0.50 + 0.01 * seed, 0.3)
+        rows[(start, seed)] = _row(s.eps, 0.8, 0.5, 0.40 + 0.02 * seed)
+        rows[(alone, seed)] = _row(s.eps, 0.8, 0.5, 0.45 + 0.02 * seed)
+    leaks = {seed: {"clean": 0.9, "fgsm_true_labels": 0.5, "fgsm_predicted_labels": 0.6,
+                    "pgd_true_labels": 0.1} for seed in s.seeds}  # fmt: skip
+    lab = _FakeLab(s, rows, leaks)
+    assert davchev.verdicts.d1_numbers(lab)["pgd"] == pytest.approx([0.55, 0.56, 0.57])
+    d1, d2 = davchev.verdicts.transfer_claims(lab)
+    (d3,) = davchev.verdicts.d3_claims(lab)
+    assert (d1.verdict, d2.verdict, d3.verdict) == ("holds", "contradicted", "contradicted")
+    assert davchev.verdicts.d3_record(lab) == pytest.approx(
+        {"d3_pgd_pgd_all_wb_pgd": 0.32, "d3_pgd_wb_pgd": 0.37}
+    )

@@ -1,9 +1,12 @@
-"""Davchev et al. (ICML 2019 workshop), for notebooks 07 and 08: the setup per preset, the
-networks, the cached Table 1 evaluation (:mod:`~tlab.papers.davchev.lab`) and the figures
-(:mod:`~tlab.papers.davchev.figures`)."""
+"""Davchev et al. (ICML 2019 workshop), for notebooks 07 and 08: the setup per preset and the
+networks (:mod:`~tlab.papers.davchev.setup`), the cached Table 1 evaluation
+(:mod:`~tlab.papers.davchev.lab`), the claims (:mod:`~tlab.papers.davchev.verdicts`) and the
+figures (:mod:`~tlab.papers.davchev.figures`)."""
 
+from tlab.papers.davchev import verdicts
 from tlab.papers.davchev.figures import eps_figure
-from tlab.papers.davchev.lab import (
+from tlab.papers.davchev.lab import Lab, evaluate, label_leaking, table
+from tlab.papers.davchev.setup import (
     ATTACK_COLUMNS,
     COLUMNS,
     MODES,
@@ -14,19 +17,15 @@ from tlab.papers.davchev.lab import (
     QUICK_LETTERS,
     RETRAINED,
     STANDARD_EPS,
-    Lab,
     Network,
     Setup,
     baseline_networks,
-    evaluate,
     frozen_stages,
-    label_leaking,
     network_spec,
     retrained_layers,
     setup,
     source_spec,
     substitute_spec,
-    table,
     transfer_networks,
 )
 
@@ -56,4 +55,5 @@ __all__ = [
     "substitute_spec",
     "table",
     "transfer_networks",
+    "verdicts",
 ]
