@@ -25,7 +25,7 @@ def entry(model: StagedModel, key: str) -> ZooEntry:
     )
 
 
-def tiny_lab(n_test: int = 40, classes: int = 4) -> wang.WangLab:
+def tiny_lab(n_test: int = 40, classes: int = 4) -> wang.SeedLab:
     """A lab of untrained tiny VGGs on random images (labels cycle over the classes)."""
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(n_test, 3, 32, 32, generator=g) * 255).to(torch.uint8)
@@ -38,7 +38,7 @@ def tiny_lab(n_test: int = 40, classes: int = 4) -> wang.WangLab:
         "deep": entry(build_model("vgg", classes, **TINY), "s-deep"),
         "full": entry(build_model("vgg", classes, **TINY), "s-full"),
     }
-    return wang.WangLab(
+    return wang.SeedLab(
         teacher=entry(teacher, "t"),
         students=students,
         frozen={"deep": teacher.num_stages, "full": 0},
@@ -241,3 +241,65 @@ def test_gini_heatmap_ticks_only_cells_below_the_threshold():
     )
     ticks = [[("✔" in cell) for cell in row] for row in fig.data[0].text]
     assert ticks == [[True, False], [False, True]]
+
+
+def test_setup_spec_names_the_teacher_and_each_student_kind():
+    s = wang.setup("standard")
+    teacher = wang.teacher_spec("standard", 2)
+    assert s.spec("teacher", 2) == teacher and s.pairs == wang.PRESETS.values("standard")["pairs"]
+    stages = wang.num_stages(teacher)
+    for kind in wang.STUDENT_KINDS:
+        frozen = wang.frozen_layer(kind, stages)
+        assert s.spec(kind, 2) == wang.student_spec(teacher, frozen, "standard", 2)
+    with pytest.raises(TlabError, match="teacher"):
+        s.spec("ensemble")
+
+
+def _targeted_rows(seed, peak_of):
+    """Rows of a targeted table where each kind's success peaks at its K (``peak_of``)."""
+    base = {"deep": 0.6, "mid": 0.4, "full": 0.1}
+    return [
+        {"student": kind, "layer": layer, "budget": 0.01,
+         "success": base[kind] + 0.01 * seed - (0 if layer == peak_of[kind] else 0.2)}
+        for kind in base
+        for layer in (1, 2, 3, 4)
+    ]  # fmt: skip
+
+
+def test_wang_attack_verdicts_hold_when_success_orders_and_peaks_at_k():
+    frozen = {"deep": 4, "mid": 3, "full": 0}
+    grids = {seed: _targeted_rows(seed, {"deep": 4, "mid": 3, "full": 4}) for seed in (0, 1, 2)}
+    w1, w2 = wang.verdicts.attack_claims(grids, frozen, [1, 2, 3, 4], 0.01)
+    assert (w1.verdict, w2.verdict) == ("holds", "holds")
+    shifted = {seed: _targeted_rows(seed, {"deep": 2, "mid": 2, "full": 4}) for seed in (0, 1, 2)}
+    assert wang.verdicts.attack_claims(shifted, frozen, [1, 2, 3, 4], 0.01)[1].verdict == (
+        "contradicted"
+    )
+
+
+def test_fingerprint_numbers_find_the_true_teacher_on_the_diagonal():
+    good = [[0.01, 0.5, 0.6], [0.4, 0.02, 0.7], [0.3, 0.8, 0.05]]
+    swapped = [[0.5, 0.01, 0.6], [0.02, 0.4, 0.7], [0.3, 0.8, 0.05]]
+    numbers = wang.verdicts.fingerprint_numbers({0: good, 1: swapped})
+    assert numbers["diagonal"] == [0.05, 0.5] and numbers["off_diagonal"] == [0.3, 0.01]
+    assert numbers["found"] == [True, False]
+    (w3,) = wang.verdicts.fingerprint_claims(dict.fromkeys(range(3), good))
+    assert w3.verdict == "holds"
+
+
+def test_wang_defence_verdicts_compare_neuron_distance_with_its_control():
+    control = wang.verdicts.CONTROL_THRESHOLD
+    drop = {seed: [{"ratio": 0.0, "targeted": 0.8, "accuracy": 0.9, "adaptive": 0.8},
+                   {"ratio": 0.05, "targeted": 0.3 + 0.01 * seed, "accuracy": 0.85,
+                    "adaptive": 0.7}] for seed in range(3)}  # fmt: skip
+    nd = {seed: [{"threshold": 0.0, "success": 0.8, "accuracy": 0.9, "gini": 0.01},
+                 {"threshold": control, "success": 0.5 + 0.01 * seed, "accuracy": 0.9,
+                  "gini": 0.05},
+                 {"threshold": 0.25, "success": 0.5 + 0.02 * seed, "accuracy": 0.88,
+                  "gini": 0.5}] for seed in range(3)}  # fmt: skip
+    w4, w5, w6 = wang.verdicts.defence_claims(drop, nd, 0.05, 0.25)
+    assert (w4.verdict, w6.verdict) == ("holds", "holds")
+    # the penalised student falls no further than the control: W5 cannot hold
+    assert w5.verdict != "holds"
+    numbers = wang.verdicts.defence_numbers(drop, nd, 0.05, 0.25)
+    assert numbers["control_success"] == pytest.approx([0.3, 0.29, 0.28])

@@ -28,6 +28,7 @@ so the lab uses learning rate ``ATTACK_LR = 10`` (Adadelta's first steps are tin
 from __future__ import annotations
 
 from tlab.attacks.perturbation import check_budget
+from tlab.papers.wang import verdicts
 from tlab.papers.wang.crafting import MimicrySettings, attack_pairs, crafted, crafted_untargeted
 from tlab.papers.wang.defending import (
     dropout_table,
@@ -50,12 +51,14 @@ from tlab.papers.wang.lab import (
     STUDENT_DOMAIN,
     STUDENT_KINDS,
     TEACHER_DOMAIN,
-    WangLab,
+    Lab,
+    SeedLab,
+    Setup,
     check_layer,
     check_student,
     frozen_layer,
-    load_lab,
     num_stages,
+    setup,
     student_spec,
     teacher_spec,
 )
@@ -75,8 +78,10 @@ __all__ = [
     "STUDENT_DOMAIN",
     "STUDENT_KINDS",
     "TEACHER_DOMAIN",
+    "Lab",
     "MimicrySettings",
-    "WangLab",
+    "SeedLab",
+    "Setup",
     "attack_pairs",
     "candidate_specs",
     "check_budget",
@@ -95,13 +100,14 @@ __all__ = [
     "gini_heatmap",
     "lab_training_set",
     "layer_figure",
-    "load_lab",
     "neuron_distance_table",
     "num_stages",
     "pair_gallery",
     "pgd_transfer_table",
+    "setup",
     "student_spec",
     "targeted_table",
     "teacher_spec",
     "untargeted_table",
+    "verdicts",
 ]

@@ -19,10 +19,10 @@ from tlab.core.device import model_device
 from tlab.core.metrics import predict
 from tlab.core.zoo import ZooEntry
 from tlab.errors import TlabError
-from tlab.papers.wang.lab import ATTACK_LR, WangLab, check_layer, check_student
+from tlab.papers.wang.lab import ATTACK_LR, SeedLab, check_layer, check_student
 
 
-def _correct_everywhere(lab: WangLab) -> torch.Tensor:
+def _correct_everywhere(lab: SeedLab) -> torch.Tensor:
     """Indices of test images that every student of ``lab`` classifies correctly."""
     x, y = lab.domain.test.floats(), lab.domain.test.labels
     ok = torch.ones(len(y), dtype=torch.bool)
@@ -32,7 +32,7 @@ def _correct_everywhere(lab: WangLab) -> torch.Tensor:
     return ok.nonzero().flatten()
 
 
-def attack_pairs(lab: WangLab, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def attack_pairs(lab: SeedLab, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` random (source, target) test-image pairs of different classes (Sec. 4.1).
 
     As in the paper, only images the students classify correctly are used (here: correctly
@@ -82,7 +82,7 @@ class MimicrySettings:
         return dict(self.__dict__)
 
 
-def pairs_recipe(lab: WangLab, src: torch.Tensor, tgt: torch.Tensor) -> dict[str, Any]:
+def pairs_recipe(lab: SeedLab, src: torch.Tensor, tgt: torch.Tensor) -> dict[str, Any]:
     return {
         "domain": lab.domain.name,
         "domain_params": lab.domain.params,
@@ -92,7 +92,7 @@ def pairs_recipe(lab: WangLab, src: torch.Tensor, tgt: torch.Tensor) -> dict[str
 
 
 def crafted(
-    lab: WangLab,
+    lab: SeedLab,
     attack: MimicrySettings,
     n_pairs: int,
     pair_seed: int = 0,
@@ -148,7 +148,7 @@ def crafted(
 
 
 def crafted_untargeted(
-    lab: WangLab, attack: MimicrySettings, n_sources: int, n_guides: int = 5, seed: int = 0
+    lab: SeedLab, attack: MimicrySettings, n_sources: int, n_guides: int = 5, seed: int = 0
 ) -> dict[str, torch.Tensor]:
     """Non-targeted mimicry (Sec. 3, Eq. 2): each source mimics the closest of ``n_guides``.
 

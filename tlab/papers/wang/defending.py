@@ -21,12 +21,12 @@ from tlab.defenses.neuron_distance import neuron_distance, neuron_distance_retra
 from tlab.errors import TlabError
 from tlab.papers.wang.crafting import MimicrySettings, crafted, crafted_untargeted
 from tlab.papers.wang.fingerprinting import fingerprint_set
-from tlab.papers.wang.lab import WangLab, check_layer
+from tlab.papers.wang.lab import SeedLab, check_layer
 from tlab.papers.wang.tables import success_rate
 
 
 def dropout_table(
-    lab: WangLab,
+    lab: SeedLab,
     kind: str,
     attack: MimicrySettings,
     ratios: Sequence[float],
@@ -90,7 +90,7 @@ def dropout_table(
     return cached_result("wang-dropout", recipe, compute)
 
 
-def feature_scale(lab: WangLab, layer: int) -> float:
+def feature_scale(lab: SeedLab, layer: int) -> float:
     """Median L2 norm of the teacher's layer-K representation of the students' training images.
 
     Neuron-distance thresholds (Sec. 6.2) are given as multiples of it.
@@ -104,7 +104,7 @@ def feature_scale(lab: WangLab, layer: int) -> float:
 
 
 def neuron_distance_table(
-    lab: WangLab,
+    lab: SeedLab,
     kind: str,
     attack: MimicrySettings,
     thresholds: Sequence[float],
@@ -185,7 +185,7 @@ def neuron_distance_table(
     return cached_result("wang-neuron-distance", recipe, compute)
 
 
-def lab_training_set(lab: WangLab, kind: str) -> TensorSet:
+def lab_training_set(lab: SeedLab, kind: str) -> TensorSet:
     """The training images the student of ``kind`` was trained on (its zoo recipe's subset)."""
     spec = lab.students[kind].meta["spec"]
     train = lab.domain.train
@@ -197,7 +197,7 @@ def lab_training_set(lab: WangLab, kind: str) -> TensorSet:
 
 
 def ensemble_table(
-    labs: Sequence[WangLab], kind: str, attack: MimicrySettings, *, n_pairs: int, pair_seed: int = 0
+    labs: Sequence[SeedLab], kind: str, attack: MimicrySettings, *, n_pairs: int, pair_seed: int = 0
 ) -> list[dict[str, Any]]:
     """An ensemble of students from different teachers (Sec. 6.3), and a joint attack (cached).
 
@@ -208,7 +208,7 @@ def ensemble_table(
     if len(labs) < 2:
         raise TlabError("an ensemble needs students of at least 2 different teachers")
     members = {f"student of teacher {i}": lab.students[kind] for i, lab in enumerate(labs)}
-    joint_lab = WangLab(
+    joint_lab = SeedLab(
         teacher=labs[0].teacher,
         students=members,
         frozen=dict.fromkeys(members, labs[0].frozen[kind]),

@@ -163,8 +163,9 @@ def student_spec(teacher: ModelSpec, frozen: int, preset: str, seed: int = 0) ->
 
 
 @dataclass
-class WangLab:
-    """A teacher, its students (by kind) and the students' domain, as the notebooks use them."""
+class SeedLab:
+    """One seed's teacher, its students (by kind) and the students' domain: what an attack,
+    a fingerprint or a defence of notebooks 09-11 works on."""
 
     teacher: ZooEntry
     students: dict[str, ZooEntry]
@@ -181,29 +182,65 @@ class WangLab:
         return {k: e.meta["metrics"]["test_accuracy"] for k, e in self.students.items()}
 
 
-def load_lab(
-    preset: str,
-    seed: int = 0,
-    *,
-    kinds: Sequence[str] = STUDENT_KINDS,
-    device: torch.device | str | None = None,
-    progress: bool = False,
-) -> WangLab:
-    """The teacher of ``seed`` and one student per kind, from the zoo (trained on a miss)."""
-    t_spec = teacher_spec(preset, seed)
-    stages = num_stages(t_spec)
-    frozen = {k: frozen_layer(k, stages) for k in kinds}
-    teacher = get_or_train(t_spec, device=device, progress=progress)
-    students = {
-        k: get_or_train(
-            student_spec(t_spec, frozen[k], preset, seed), device=device, progress=progress
+@dataclass(frozen=True)
+class Setup:
+    """What one preset means for Wang et al.'s experiments (the values of :data:`PRESETS`):
+    the teacher and students to train and the attack, fingerprint and defence sizes notebooks
+    09-11 take as defaults for their parameters. ``seeds`` is how many seeds the claims use."""
+
+    preset: str
+    teacher_arch: tuple[str, dict[str, Any]]
+    teacher_epochs: int
+    teacher_n: int | None
+    student_epochs: int
+    seeds: int
+    pairs: int
+    steps: int
+    extra_budgets: list[float]
+    candidates: int
+    fingerprint_images: int
+    fingerprint_steps: int
+    eot_samples: int
+    retrain_epochs: int
+    extra_thresholds: list[float]
+
+    def spec(self, role: str, seed: int = 0) -> ModelSpec:
+        """The zoo spec of ``role`` for ``seed``: ``"teacher"`` or a student kind of
+        :data:`STUDENT_KINDS` (copied from the teacher of the same seed, Sec. 2.1)."""
+        check_choice("role", role, ("teacher", *STUDENT_KINDS))
+        teacher = teacher_spec(self.preset, seed)
+        if role == "teacher":
+            return teacher
+        return student_spec(teacher, frozen_layer(role, num_stages(teacher)), self.preset, seed)
+
+
+def setup(preset: str) -> Setup:
+    """The :class:`Setup` of ``preset`` ("quick", "standard" or "paper")."""
+    return Setup(preset=check_preset(preset), **PRESETS.values(preset))
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One setup's teachers and students, trained on demand through the zoo. The cached
+    experiments (:mod:`~tlab.papers.wang.tables`, :mod:`~tlab.papers.wang.fingerprinting`,
+    :mod:`~tlab.papers.wang.defending`) take the :class:`SeedLab` of one seed."""
+
+    setup: Setup
+    device: torch.device | str | None = None
+    progress: bool = False
+
+    def entry(self, role: str, seed: int = 0) -> ZooEntry:
+        """The trained model of ``role`` (from the zoo, or trained now)."""
+        return get_or_train(self.setup.spec(role, seed), device=self.device, progress=self.progress)
+
+    def seed(self, seed: int = 0, kinds: Sequence[str] = STUDENT_KINDS) -> SeedLab:
+        """The teacher of ``seed`` and one student per kind in ``kinds``."""
+        teacher = self.entry("teacher", seed)
+        stages = teacher.model.num_stages
+        return SeedLab(
+            teacher=teacher,
+            students={kind: self.entry(kind, seed) for kind in kinds},
+            frozen={kind: frozen_layer(kind, stages) for kind in kinds},
+            domain=load_domain(STUDENT_DOMAIN),
+            seed=seed,
         )
-        for k in kinds
-    }
-    return WangLab(
-        teacher=teacher,
-        students=students,
-        frozen=frozen,
-        domain=load_domain(STUDENT_DOMAIN),
-        seed=seed,
-    )

@@ -28,7 +28,7 @@ from tlab.papers.wang.crafting import (
     crafted_untargeted,
     pairs_recipe,
 )
-from tlab.papers.wang.lab import ATTACK_LR, WangLab, check_layer
+from tlab.papers.wang.lab import ATTACK_LR, SeedLab, check_layer
 
 
 def success_rate(
@@ -40,7 +40,7 @@ def success_rate(
 
 
 def targeted_table(
-    lab: WangLab,
+    lab: SeedLab,
     layers: Sequence[int],
     budgets: Sequence[float],
     *,
@@ -95,7 +95,7 @@ def targeted_table(
 
 
 def untargeted_table(
-    lab: WangLab, attack: MimicrySettings, n_sources: int, n_guides: int = 5, seed: int = 0
+    lab: SeedLab, attack: MimicrySettings, n_sources: int, n_guides: int = 5, seed: int = 0
 ) -> list[dict[str, Any]]:
     """Non-targeted success of every student (Sec. 4.2; cached): one row per student."""
     recipe = {
@@ -124,7 +124,7 @@ def untargeted_table(
 
 
 def pgd_transfer_table(
-    lab: WangLab, *, eps_list: Sequence[float], steps: int, n: int, seed: int = 0
+    lab: SeedLab, *, eps_list: Sequence[float], steps: int, n: int, seed: int = 0
 ) -> list[dict[str, Any]]:
     """The baseline of Sec. 4.4: a white-box attack on the teacher, sent to the students (cached).
 
@@ -176,7 +176,7 @@ def pgd_transfer_table(
 
 
 def convergence(
-    lab: WangLab,
+    lab: SeedLab,
     layer: int,
     budget: float,
     *,
@@ -223,7 +223,7 @@ def convergence(
 
 
 def pair_gallery(
-    lab: WangLab,
+    lab: SeedLab,
     images: Mapping[str, torch.Tensor],
     *,
     student: str,
