@@ -21,23 +21,24 @@ import contextlib
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
 # Run as a script from a checkout: make the repository's tlab importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tlab.attacks._fast.cpu_split as tlab_split  # noqa: E402
-from tlab.attacks._fast.cpu_split import cpu_slices  # noqa: E402
-from tlab.attacks.mimicry import (  # noqa: E402
+import tlab.attacks._fast.cpu_split as tlab_split
+from tlab.attacks._fast.cpu_split import cpu_slices
+from tlab.attacks.mimicry import (
     mimicry_attack,
     targeted_success,
 )
-from tlab.attacks.mimicry_loop import MimicryResult  # noqa: E402
-from tlab.core.data import class_balanced_subset, load_domain  # noqa: E402
-from tlab.core.train import TrainConfig, fit, prepare_model  # noqa: E402
+from tlab.attacks.mimicry_loop import MimicryResult
+from tlab.core.data import load_domain
+from tlab.core.tensorsets import class_balanced_subset
+from tlab.core.train import TrainConfig, fit, prepare_model
 
 ARCH = "vgg"              # tlab's plain VGG-style network (Wang et al. used VGG teachers),
 VGG = {"widths": [8, 8, 16, 16], "fc_width": 64}   # narrow, as in tests/test_mimicry.py

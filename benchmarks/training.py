@@ -16,7 +16,8 @@ import contextlib
 import copy
 import statistics
 import time
-from typing import Callable, ContextManager, Iterable
+from collections.abc import Callable, Iterable
+from typing import ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from tlab.core.data import DeviceBatches, TensorSet, load_domain
+from tlab.core.data import load_domain
 from tlab.core.device import autocast_for, precision_name
 from tlab.core.models import build_model
+from tlab.core.tensorsets import DeviceBatches, TensorSet
 
 
 class PerSampleDataset(Dataset):

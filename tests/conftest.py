@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tlab.core.data import class_balanced_subset, load_domain
+from tlab.core.data import load_domain
 from tlab.core.device import torch_threads
 from tlab.core.models import StagedModel
+from tlab.core.tensorsets import class_balanced_subset
 from tlab.core.train import TrainConfig, fit, prepare_model
 
 

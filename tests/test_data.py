@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from tlab.core import data
-from tlab.core.data import (
-    DeviceBatches,
-    TensorSet,
-    class_balanced_subset,
-    load_domain,
-    train_val_split,
-)
+from tlab.core.data import load_domain
+from tlab.core.tensorsets import DeviceBatches, TensorSet, class_balanced_subset, train_val_split
 from tlab.datasets import synthetic
 from tlab.errors import DataFolderError, TlabError, UnknownNameError
 

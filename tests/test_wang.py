@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from tlab.core.architectures.parts import Parts
-from tlab.core.data import Domain, TensorSet
+from tlab.core.data import Domain
 from tlab.core.models import StagedModel, build_model
+from tlab.core.tensorsets import TensorSet
 from tlab.core.zoo import ZooEntry
 from tlab.errors import TlabError, UnknownNameError
 from tlab.papers import wang

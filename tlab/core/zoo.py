@@ -41,10 +41,11 @@ import torchvision
 import tlab
 from tlab.cache import atomic_write, entry_lock, recipe_hash
 from tlab.checks import check_choice
-from tlab.core.data import Domain, class_balanced_subset, load_domain, train_val_split
+from tlab.core.data import Domain, load_domain
 from tlab.core.device import pick_device, precision_name
 from tlab.core.metrics import accuracy
 from tlab.core.models import StagedModel, build_model, freeze
+from tlab.core.tensorsets import class_balanced_subset, train_val_split
 from tlab.core.train import STRATEGIES, TrainConfig, fit, prepare_model
 from tlab.errors import CorruptZooEntryError, TlabError
 from tlab.paths import subdir

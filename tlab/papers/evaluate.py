@@ -17,9 +17,10 @@ import torch
 
 from tlab.attacks.gradient import make_attack
 from tlab.cache import cached_result
-from tlab.core.data import class_balanced_subset, load_domain
+from tlab.core.data import load_domain
 from tlab.core.device import model_device
 from tlab.core.metrics import adversarial_accuracy, blackbox_accuracy
+from tlab.core.tensorsets import class_balanced_subset
 from tlab.core.zoo import ZooEntry
 from tlab.errors import TlabError
 

@@ -12,9 +12,9 @@ from tlab.attacks.fingerprint import (
     student_gini,
 )
 from tlab.cache import cached_result
-from tlab.core.data import TensorSet, class_balanced_subset
 from tlab.core.device import model_device
 from tlab.core.metrics import predict
+from tlab.core.tensorsets import TensorSet, class_balanced_subset
 from tlab.defenses.ensemble import EnsembleModel
 from tlab.defenses.input_dropout import dropout_vote_predict
 from tlab.defenses.neuron_distance import neuron_distance, neuron_distance_retrain
