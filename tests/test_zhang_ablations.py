@@ -12,6 +12,7 @@ from tlab.errors import TlabError
 from tlab.papers import zhang
 from tlab.papers.claims import TOO_FEW
 from tlab.papers.zhang import ablations as za
+from tlab.papers.zhang import figures as zfig
 
 SOURCE = "syndigits:n_train=400,n_test=100"
 GREY = "syndigits:colour=false,n_train=400,n_test=100"
@@ -45,9 +46,9 @@ def test_paper_plan_is_the_s_to_m_grid():
 
 def test_bad_names_are_refused_with_the_choices():
     with pytest.raises(TlabError, match="n_b"):
-        za.sweep_figure(_table_stub(), "n_c")
+        zfig.ablation_figure(_table_stub(), "n_c")
     with pytest.raises(TlabError, match="clean"):
-        za.sweep_figure(_table_stub(), "n_b", metric="loss")
+        zfig.ablation_figure(_table_stub(), "n_b", metric="loss")
     with pytest.raises(TlabError, match=r"evaluated: \[2, 16\]"):
         za.gains(_table_stub(), "n_b", eps=8)
     with pytest.raises(TlabError, match="empty at this preset"):
@@ -156,7 +157,7 @@ def test_gains_are_paired_by_seed(tiny):
 
 def test_figure_and_summary_read_the_table(tiny):
     _, table = tiny
-    fig = za.sweep_figure(table, "n_b", metric="wb", eps=16)
+    fig = zfig.ablation_figure(table, "n_b", metric="wb", eps=16)
     _scratch, ft, bar = fig.data
     means = (
         table[(table["ablation"] == "n_b") & (table["eps"] == 16) & (table["role"] == "FT")]

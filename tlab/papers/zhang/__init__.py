@@ -1,10 +1,12 @@
 """Zhang et al. (KDD 2020), "Two Sides of the Same Coin", for notebooks 02-06: the setup per
-preset and the lab of cached evaluations (:mod:`~tlab.papers.zhang.lab`), the claims Z1-Z6
+preset (:mod:`~tlab.papers.zhang.setup`), the lab of cached evaluations
+(:mod:`~tlab.papers.zhang.lab`), the figures (:mod:`~tlab.papers.zhang.figures`), the claims Z1-Z6
 (:mod:`~tlab.papers.zhang.verdicts`) and the ablations of Sec. 6
 (:mod:`~tlab.papers.zhang.ablations`, notebook 05)."""
 
 from tlab.papers.evaluate import eps_index
-from tlab.papers.zhang.lab import (
+from tlab.papers.zhang.lab import Lab
+from tlab.papers.zhang.setup import (
     DEFAULT_COMMON,
     DEFAULT_SOURCE,
     DEFAULT_TARGET,
@@ -14,7 +16,6 @@ from tlab.papers.zhang.lab import (
     RELIABLE_WB,
     ROLES,
     TARGET_ROLES,
-    Lab,
     Setup,
     paper_eps_to_pixels,
     role_label,

@@ -9,9 +9,10 @@ Each ablation changes one thing of a :class:`tlab.papers.zhang.Setup` and compar
 - ``"arch"`` -- DTN against a WideResNet (Sec. 6.4, Fig. 9).
 
 :func:`plan` builds the variants of a preset (a :class:`Variant` is a label plus the Setup it
-stands for), :func:`results` evaluates them through :meth:`tlab.papers.zhang.Lab.evaluate` (trained
-and scored once, then read from the results cache) into one tidy table, and the figure, gain-table
-and claim helpers only read that table, so a widget re-renders without touching a model.
+stands for), :func:`results` evaluates them through :meth:`tlab.papers.zhang.Lab.evaluate`
+(trained and scored once, then read from the results cache) into one tidy table; the gain-table
+and claim helpers and :func:`tlab.papers.zhang.figures.ablation_figure` only read that table, so
+a widget re-renders without touching a model.
 
 Black-box attacks need a source with B's labels: for a source with another label set
 (``letters``) FT gets a new classifier, and the table leaves the black-box columns empty (the
@@ -26,8 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from tlab.cache import cached_result
 from tlab.checks import check_choice
@@ -366,70 +365,6 @@ def summary_table(table: pd.DataFrame, ablation: str, eps: int, depth: str = "0"
         )
         out.append(row)
     return pd.DataFrame(out).set_index("variant")
-
-
-# ------------------------------------------------------------------------------- figures
-
-
-def sweep_figure(
-    table: pd.DataFrame, ablation: str, *, metric: str = "clean", eps: int = 8, depth: str = "0"
-) -> go.Figure:
-    """Left: Scratch and FT (and A on B) per variant, mean ± std over seeds. Right: the paired
-    FT − Scratch gain. ``metric`` is ``clean``, ``wb``, ``bb`` or ``gamma``; ``eps`` in x/255."""
-    check_choice("metric", metric, tuple(METRICS))
-    part = pick(table, ablation, eps)
-    percent = metric != "gamma"
-    scale = 100 if percent else 1
-    order = part.drop_duplicates("variant").sort_values("position")["variant"].tolist()
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=(METRICS[metric], f"FT (frozen {depth}) − Scratch, paired by seed"),
-    )
-    shown = [
-        ("Scratch", part[part["role"] == "Scratch"]),
-        (f"FT (frozen {depth})", part[(part["role"] == "FT") & (part["depth"] == depth)]),
-        ("A on B (no tuning)", part[part["role"] == "A on B"]),
-    ]
-    for name, rows in shown:
-        if rows.empty:
-            continue
-        stats = rows.groupby("variant")[metric].agg(["mean", "std"]).reindex(order)
-        fig.add_trace(
-            go.Scatter(
-                x=order,
-                y=stats["mean"] * scale,
-                name=name,
-                mode="lines+markers",
-                error_y=dict(type="data", array=stats["std"].fillna(0) * scale),
-                line=dict(dash="dot") if name.startswith("A on B") else None,
-            ),
-            row=1,
-            col=1,
-        )
-    gain = gains(table, ablation, eps, depth).groupby("variant")[metric].agg(["mean", "std"])
-    gain = gain.reindex(order)
-    fig.add_trace(
-        go.Bar(
-            x=order,
-            y=gain["mean"] * scale,
-            name="FT − Scratch",
-            error_y=dict(type="data", array=gain["std"].fillna(0) * scale),
-            marker_color="grey",
-        ),
-        row=1,
-        col=2,
-    )
-    seeds = sorted(set(part["seed"]))
-    at = "" if metric == "clean" else f" at eps {eps}/255"
-    fig.update_layout(
-        title=f"{ABLATIONS[ablation]}: {METRICS[metric]}{at} (seeds {seeds}; bars: ± std)",
-        height=420,
-    )
-    unit = " (%)" if percent else ""
-    fig.update_yaxes(title_text=f"{metric}{unit}", row=1, col=1)
-    fig.update_yaxes(title_text=f"difference{' (points)' if percent else ''}", row=1, col=2)
-    return fig
 
 
 def variant_order(table: pd.DataFrame, ablation: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Zhang et al. (KDD 2020): the figures behind the panels of notebooks 02-04.
+"""Zhang et al. (KDD 2020): the figures behind the panels of notebooks 02-05.
 
 Each function draws from numbers the notebook already computed (cached evaluations, training
 histories, predictions), so a panel redraws without touching a model. Rows of evaluations are
@@ -16,8 +16,10 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from tlab.checks import check_choice
 from tlab.notebook import plots
-from tlab.papers.zhang.lab import role_label
+from tlab.papers.zhang import ablations
+from tlab.papers.zhang.setup import role_label
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -241,3 +243,71 @@ def transfer_gallery(
         eps=eps,
         title=f"B = {name}, seed {seed}, eps {eps * 255:g}/255. Shown: {note}<br>{counts}",
     )
+
+
+def ablation_figure(
+    table: pd.DataFrame, ablation: str, *, metric: str = "clean", eps: int = 8, depth: str = "0"
+) -> go.Figure:
+    """Notebook 05 (Sec. 6, Figs. 6-9), from :func:`~tlab.papers.zhang.ablations.results`'s table.
+    Left: Scratch and FT (and A on B) per variant, mean ± std over seeds. Right: the paired
+    FT − Scratch gain. ``metric`` is ``clean``, ``wb``, ``bb`` or ``gamma``; ``eps`` in x/255."""
+    names = ablations.METRICS
+    check_choice("metric", metric, tuple(names))
+    part = ablations.pick(table, ablation, eps)
+    percent = metric != "gamma"
+    scale = 100 if percent else 1
+    order = part.drop_duplicates("variant").sort_values("position")["variant"].tolist()
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            ablations.METRICS[metric],
+            f"FT (frozen {depth}) − Scratch, paired by seed",
+        ),
+    )
+    shown = [
+        ("Scratch", part[part["role"] == "Scratch"]),
+        (f"FT (frozen {depth})", part[(part["role"] == "FT") & (part["depth"] == depth)]),
+        ("A on B (no tuning)", part[part["role"] == "A on B"]),
+    ]
+    for name, rows in shown:
+        if rows.empty:
+            continue
+        stats = rows.groupby("variant")[metric].agg(["mean", "std"]).reindex(order)
+        fig.add_trace(
+            go.Scatter(
+                x=order,
+                y=stats["mean"] * scale,
+                name=name,
+                mode="lines+markers",
+                error_y=dict(type="data", array=stats["std"].fillna(0) * scale),
+                line=dict(dash="dot") if name.startswith("A on B") else None,
+            ),
+            row=1,
+            col=1,
+        )
+    gain = (
+        ablations.gains(table, ablation, eps, depth).groupby("variant")[metric].agg(["mean", "std"])
+    )
+    gain = gain.reindex(order)
+    fig.add_trace(
+        go.Bar(
+            x=order,
+            y=gain["mean"] * scale,
+            name="FT − Scratch",
+            error_y=dict(type="data", array=gain["std"].fillna(0) * scale),
+            marker_color="grey",
+        ),
+        row=1,
+        col=2,
+    )
+    seeds = sorted(set(part["seed"]))
+    at = "" if metric == "clean" else f" at eps {eps}/255"
+    fig.update_layout(
+        title=f"{ablations.ABLATIONS[ablation]}: {names[metric]}{at} (seeds {seeds}; bars: ± std)",
+        height=420,
+    )
+    unit = " (%)" if percent else ""
+    fig.update_yaxes(title_text=f"{metric}{unit}", row=1, col=1)
+    fig.update_yaxes(title_text=f"difference{' (points)' if percent else ''}", row=1, col=2)
+    return fig

@@ -13,7 +13,8 @@ import pandas as pd
 from tlab.errors import TlabError
 from tlab.papers.claims import Claim, paired_claim
 from tlab.papers.zhang.ablations import gains, pick, variant_order
-from tlab.papers.zhang.lab import RELIABLE_WB, Lab, role_label
+from tlab.papers.zhang.lab import Lab
+from tlab.papers.zhang.setup import RELIABLE_WB, role_label
 
 
 def claims(lab: Lab, codes: Sequence[str] = ("Z1", "Z2", "Z3", "Z4", "Z6")) -> list[Claim]:
