@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tlab.attacks.gradient import fgsm
-from tlab.core.data import class_balanced_subset, load_domain, train_val_split
+from tlab.core.data import load_domain
+from tlab.core.tensorsets import class_balanced_subset, train_val_split
 from tlab.core.metrics import accuracy
 from tlab.core.models import build_model
 from tlab.core.train import TrainConfig, fit, prepare_model

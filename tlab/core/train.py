@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from tlab.attacks.gradient import fgsm, pgd
 from tlab.checks import check_choice, check_eps, check_positive_int
-from tlab.core.data import DeviceBatches, TensorSet
+from tlab.core.tensorsets import DeviceBatches, TensorSet
 from tlab.core.device import autocast_for, pick_device, training_dtype
 from tlab.core.models import StagedModel, build_model, freeze, replace_head
 from tlab.errors import TlabError

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tlab.checks import check_positive_int, check_stage
-from tlab.core.data import DeviceBatches, TensorSet
+from tlab.core.tensorsets import DeviceBatches, TensorSet
 from tlab.core.device import model_device, pick_device
 from tlab.core.inputs import check_images, eval_mode
 from tlab.core.models import StagedModel, freeze
