@@ -96,19 +96,21 @@ def test_neuron_weights_follow_the_head():
     assert neuron_weights(model, 2) is None  # convolution maps: equal weights
 
 
-def test_retraining_pushes_the_student_away_from_the_teacher(transfer):
+@pytest.mark.parametrize("constraint", ["set", "per_example"])
+def test_retraining_pushes_the_student_away_from_the_teacher(transfer, constraint):
     teacher, student, train, x = transfer
     k = teacher.num_stages
     before = {n: t.clone() for n, t in student.state_dict().items()}
     start = neuron_distance(student, teacher, x, layer=k)
     assert start.abs().max().item() < 1e-5  # frozen copy: same representation
-    kwargs = dict(layer=k, threshold=10.0, epochs=3, batch_size=32, lr=1e-3, progress=False)
+    kwargs = dict(layer=k, threshold=10.0, epochs=3, constraint=constraint, progress=False)
     hardened, history = neuron_distance_retrain(student, teacher, train, **kwargs)
     control, _ = neuron_distance_retrain(student, teacher, train, penalty=1e-9, **kwargs)
     pushed = neuron_distance(hardened, teacher, x, layer=k).mean().item()
     drifted = neuron_distance(control, teacher, x, layer=k).mean().item()
     assert pushed > 1.5 * drifted  # the penalty, not mere retraining
-    assert [row["threshold"] for row in history] == pytest.approx([10 / 3, 20 / 3, 10.0])
+    # the threshold rises over the first half of the epochs (rounded up), then holds
+    assert [row["threshold"] for row in history] == pytest.approx([5.0, 10.0, 10.0])
     assert history[-1]["distance"] > history[0]["distance"]
     assert hardened.frozen_stages == 0 and not hardened.training
     assert all(p.requires_grad for p in hardened.parameters())

@@ -17,7 +17,11 @@ from tlab.core.metrics import predict
 from tlab.core.tensorsets import TensorSet, class_balanced_subset
 from tlab.defenses.ensemble import EnsembleModel
 from tlab.defenses.input_dropout import dropout_vote_predict
-from tlab.defenses.neuron_distance import neuron_distance, neuron_distance_retrain
+from tlab.defenses.neuron_distance import (
+    RETRAIN_VERSION,
+    neuron_distance,
+    neuron_distance_retrain,
+)
 from tlab.errors import TlabError
 from tlab.papers.wang.crafting import MimicrySettings, crafted, crafted_untargeted
 from tlab.papers.wang.fingerprinting import fingerprint_set
@@ -139,6 +143,7 @@ def neuron_distance_table(
         "epochs": epochs,
         "fp": [n_prints, fingerprint_steps],
         "seed": seed,
+        "retrain": RETRAIN_VERSION,
     }
 
     def compute() -> list[dict[str, Any]]:
