@@ -92,5 +92,5 @@ def test_notebooks_hold_narrative_and_thin_calls(info):
         for node in ast.walk(ast.parse(cell.source)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
-                assert length <= 13, f"{node.name} is {length} lines: move it into tlab/"
+                assert length <= 10, f"{node.name} is {length} lines: move it into tlab/"
         assert "cached_tensors(" not in cell.source and "cached_result(" not in cell.source

@@ -226,7 +226,7 @@ def _palette(names: Sequence[str]) -> dict[str, str]:
 
 
 def histograms(
-    groups: Mapping[str, Sequence[float]],
+    groups: Mapping[str, Sequence[float] | np.ndarray],
     *,
     x_title: str,
     title: str = "",
