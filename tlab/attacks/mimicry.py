@@ -41,14 +41,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Unpack
 
 import torch
 from torch import nn
 
 from tlab.attacks.mimicry_loop import (
-    DEFAULT_PENALTY,
-    DEFAULT_STEPS,
     MimicryResult,
+    SearchOptions,
     all_eval,
     mimic_features,
 )
@@ -149,15 +149,7 @@ def mimicry_attack_ensemble(
     *,
     layers: Sequence[int],
     budget: float,
-    budget_kind: str = "dssim",
-    steps: int = DEFAULT_STEPS,
-    lr: float = 1.0,
-    penalty: float = DEFAULT_PENALTY,
-    input_dropout: float = 0.0,
-    eot_samples: int = 1,
-    seed: int | None = None,
-    history: bool = False,
-    batch_size: int | None = None,
+    **options: Unpack[SearchOptions],
 ) -> MimicryResult:
     """Targeted mimicry of several teachers at once: minimise the sum of their layer distances.
 
@@ -178,26 +170,12 @@ def mimicry_attack_ensemble(
     for j, (teacher, layer) in enumerate(zip(teachers, layers, strict=True)):
         _check_teacher(teacher, layer, name=f"teachers[{j}]")
     src, tgt = _check_pairs(sources, targets)
-    budget = check_budget(budget, budget_kind)
+    budget = check_budget(budget, options.get("budget_kind", "dssim"))
+    batch_size = options.get("batch_size")
     if batch_size is not None:
-        batch_size = check_positive_int(batch_size, name="batch_size")
-    features = _target_features(teachers, layers, tgt, batch_size)
-    return mimic_features(
-        teachers,
-        layers,
-        src,
-        features,
-        budget=budget,
-        budget_kind=budget_kind,
-        steps=steps,
-        lr=lr,
-        penalty=penalty,
-        input_dropout=input_dropout,
-        eot_samples=eot_samples,
-        seed=seed,
-        history=history,
-        batch_size=batch_size,
-    )
+        options["batch_size"] = check_positive_int(batch_size, name="batch_size")
+    features = _target_features(teachers, layers, tgt, options.get("batch_size"))
+    return mimic_features(teachers, layers, src, features, budget=budget, **options)
 
 
 def mimicry_attack(
@@ -207,15 +185,7 @@ def mimicry_attack(
     *,
     layer: int,
     budget: float,
-    budget_kind: str = "dssim",
-    steps: int = DEFAULT_STEPS,
-    lr: float = 1.0,
-    penalty: float = DEFAULT_PENALTY,
-    input_dropout: float = 0.0,
-    eot_samples: int = 1,
-    seed: int | None = None,
-    history: bool = False,
-    batch_size: int | None = None,
+    **options: Unpack[SearchOptions],
 ) -> MimicryResult:
     """Targeted mimicry attack (Wang et al. 2018, Sec. 3, Eq. 1), batched over pairs.
 
@@ -232,16 +202,9 @@ def mimicry_attack(
         budget: P. For ``budget_kind="dssim"`` in (0, 1] (paper: 0.003 Face, 0.005 Iris);
             for ``"l2"`` the L2 norm of the perturbation in [0, 1] pixel units (Wang et al.,
             Fig. 11, compare the two constraints side by side).
-        steps, lr, penalty: Adadelta iterations (paper: 2000), learning rate (1.0) and the
-            penalty coefficient lambda (authors: 1e10).
-        input_dropout, eot_samples: beyond the paper, an adaptive attack on the input dropout
-            defense: each step averages the distance over ``eot_samples`` random pixel-dropout
-            masks of ratio ``input_dropout`` (expectation over transformations). The best
-            iterate is then chosen on that average.
-        seed: seeds the dropout masks (only used with ``input_dropout > 0``; the plain attack
-            is deterministic).
-        history: also return the distance after every step.
-        batch_size: process this many pairs at a time (memory), same result.
+        options: the optimisation settings of :class:`~tlab.attacks.mimicry_loop.SearchOptions`
+            (``budget_kind``, ``steps``, ``lr``, ``penalty``, the adaptive attacker's
+            ``input_dropout`` and ``eot_samples``, ``seed``, ``history``, ``batch_size``).
 
     Returns a :class:`MimicryResult`. Pairs whose iterates never met the budget get their
     source back and ``in_budget=False``.
@@ -252,15 +215,7 @@ def mimicry_attack(
         targets,
         layers=[layer],
         budget=budget,
-        budget_kind=budget_kind,
-        steps=steps,
-        lr=lr,
-        penalty=penalty,
-        input_dropout=input_dropout,
-        eot_samples=eot_samples,
-        seed=seed,
-        history=history,
-        batch_size=batch_size,
+        **options,
     )
 
 
@@ -273,15 +228,7 @@ def mimicry_untargeted(
     budget: float,
     source_labels: torch.Tensor | None = None,
     pool_labels: torch.Tensor | None = None,
-    budget_kind: str = "dssim",
-    steps: int = DEFAULT_STEPS,
-    lr: float = 1.0,
-    penalty: float = DEFAULT_PENALTY,
-    input_dropout: float = 0.0,
-    eot_samples: int = 1,
-    seed: int | None = None,
-    history: bool = False,
-    batch_size: int | None = None,
+    **options: Unpack[SearchOptions],
 ) -> MimicryResult:
     """Non-targeted mimicry (Wang et al. 2018, Sec. 3, Eq. 2): the closest of several targets.
 
@@ -321,15 +268,7 @@ def mimicry_untargeted(
         pool[pool_idx.to(pool.device)],
         layer=layer,
         budget=budget,
-        budget_kind=budget_kind,
-        steps=steps,
-        lr=lr,
-        penalty=penalty,
-        input_dropout=input_dropout,
-        eot_samples=eot_samples,
-        seed=seed,
-        history=history,
-        batch_size=batch_size,
+        **options,
     )
     # Choose per source: the smallest distance among in-budget pairs, else among all its pairs.
     n, m = allowed.shape

@@ -9,6 +9,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -41,6 +42,33 @@ ADADELTA_EPS = 1e-8
 TANH_SCALE = 2.0 - 1e-6
 
 DistanceFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class SearchOptions(TypedDict, total=False):
+    """The optimisation settings every mimicry attack passes on to :func:`mimic_features`.
+
+    - ``budget_kind``: ``"dssim"`` (P in (0, 1], Wang et al. Sec. 3) or ``"l2"`` (the L2 norm of
+      the perturbation in [0, 1] pixel units; Fig. 11 compares the two).
+    - ``steps``, ``lr``, ``penalty``: Adadelta iterations (paper: 2,000), learning rate (1.0)
+      and the penalty coefficient lambda on the budget (authors: 1e10).
+    - ``input_dropout``, ``eot_samples``: beyond the paper, an attacker who knows the
+      input-dropout defence averages the distance over ``eot_samples`` random pixel-dropout
+      masks of ratio ``input_dropout`` at every step (expectation over transformations); the
+      best iterate is chosen on that average.
+    - ``seed``: seeds the dropout masks (the plain attack is deterministic).
+    - ``history``: also return the distance after every step.
+    - ``batch_size``: process this many pairs at a time (memory); same result.
+    """
+
+    budget_kind: str
+    steps: int
+    lr: float
+    penalty: float
+    input_dropout: float
+    eot_samples: int
+    seed: int | None
+    history: bool
+    batch_size: int | None
 
 
 # ---------------------------------------------------------------------------------------------
