@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
+import tlab
+import tlab.core.zoo as zoo
 from tlab.attacks.gradient import fgsm
 from tlab.core.data import load_domain
-from tlab.core.tensorsets import class_balanced_subset, train_val_split
 from tlab.core.metrics import accuracy
 from tlab.core.models import build_model
-from tlab.core.train import TrainConfig, fit, prepare_model
+from tlab.core.tensorsets import class_balanced_subset, train_val_split
+from tlab.core.train import ADVERSARIAL_STEP_VERSION, TrainConfig, fit, prepare_model
+from tlab.core.zoo import ModelSpec
 from tlab.errors import TlabError, UnknownNameError
 
 
@@ -184,6 +189,7 @@ def test_bfloat16_training_learns_as_well_and_keeps_float32_weights(small, digit
         (dict(adv_labels="leaky"), "true, predicted"),
         (dict(adv_eps=8), "[0, 1]"),
         (dict(lr=-1.0), "lr"),
+        (dict(frozen_train_mode="yes"), "frozen_train_mode"),
     ],
 )
 def test_bad_training_configs_are_rejected(kwargs, message):
@@ -201,3 +207,73 @@ def test_bad_strategies_are_rejected(source):
         prepare_model("scratch", arch="dtn", num_classes=10, source=source)
     with pytest.raises(TlabError, match="0"):
         prepare_model("finetune", arch="dtn", num_classes=10, source=source, frozen=9)
+
+
+# Keys of these recipes as stored before TrainConfig.frozen_train_mode existed and before the
+# adversarial step put the clean pass first (tlab 0.1.0, zoo format 3, float32 training).
+_SCRATCH = ModelSpec(domain="digits")
+_FGSM = ModelSpec(domain="digits", train=TrainConfig(adversarial="fgsm", adv_labels="predicted"))
+_STORED_KEYS = [
+    (_SCRATCH, "5b5c3afde706cd2a1356"),
+    (
+        ModelSpec(domain="digits", strategy="finetune", source=_SCRATCH, frozen=4),
+        "e72604cd867e1f277d58",
+    ),
+    (
+        ModelSpec(
+            domain="digits",
+            strategy="finetune",
+            source=_SCRATCH,
+            frozen=2,
+            train_bn=True,
+            train=TrainConfig(optimizer="sgd", lr=1e-2, weight_decay=5e-4),
+        ),
+        "8ad9988a0df66885dbd3",
+    ),
+]
+_FORMER_ADVERSARIAL_KEYS = [
+    (_FGSM, "151e7f54b1f74d3df3c7"),
+    (
+        ModelSpec(
+            domain="digits",
+            strategy="finetune",
+            source=_FGSM,
+            frozen=4,
+            train=TrainConfig(adversarial="pgd"),
+        ),
+        "b7dc4384663620a32552",
+    ),
+    (
+        ModelSpec(domain="digits", strategy="finetune", source=_FGSM, frozen=4),
+        "4114e9cfbcb0c446fdbd",
+    ),
+]
+
+
+@pytest.fixture
+def keys_as_stored(monkeypatch):
+    """The version, zoo format and precision the keys above were computed under."""
+    monkeypatch.setattr(tlab, "__version__", "0.1.0")
+    monkeypatch.setattr(zoo, "ZOO_FORMAT", 3)
+    monkeypatch.setenv("TLAB_PRECISION", "float32")
+
+
+@pytest.mark.usefixtures("keys_as_stored")
+def test_recipes_at_the_defaults_keep_their_stored_zoo_keys():
+    for spec, key in _STORED_KEYS:
+        assert spec.key("cpu") == key, spec
+    assert "frozen_train_mode" not in TrainConfig().as_dict()
+
+
+@pytest.mark.usefixtures("keys_as_stored")
+def test_the_authors_frozen_mode_and_the_new_adversarial_step_get_new_keys():
+    finetune, key = _STORED_KEYS[1]
+    authors = dataclasses.replace(finetune, train=TrainConfig(frozen_train_mode=True))
+    assert authors.key("cpu") != key
+    assert authors.describe("cpu")["train"]["frozen_train_mode"] is True
+    # Adversarially trained models, and everything trained from them, are never reused from
+    # the former step; naturally trained recipes carry no step version.
+    for spec, former in _FORMER_ADVERSARIAL_KEYS:
+        assert spec.key("cpu") != former, spec
+    assert _FGSM.train.as_dict()["adv_step_version"] == ADVERSARIAL_STEP_VERSION
+    assert "adv_step_version" not in _SCRATCH.train.as_dict()

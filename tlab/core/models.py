@@ -7,7 +7,8 @@ integer describes all three papers' settings:
 
 - Zhang et al. (2020, Sec. 3.1) fine-tune a copy of the source model; their released code keeps
   the restored layers frozen, i.e. ``freeze(model, k)`` with a large ``k`` (and trainable
-  BatchNorm for WideResNet: ``train_bn=True``).
+  BatchNorm for WideResNet: ``train_bn=True``), but trains with the whole network in train mode
+  (``tlab.core.train.TrainConfig.frozen_train_mode``).
 - Davchev et al. (2019, Sec. 3) unfreeze "1", "18" or "56" layers of ResNet56; see
   :func:`tlab.papers.davchev.frozen_stages`.
 - Wang et al. (2018, Sec. 3) copy the teacher's first K layers into the student and freeze them:
@@ -131,6 +132,8 @@ class StagedModel(nn.Module):
         Keeping a frozen stage in eval mode means its BatchNorm layers normalise with the
         running statistics learned on the source (and never update them) and its dropout is
         off, so the stage computes exactly the function it computed in the source model.
+        ``self.stages.train()`` afterwards puts the frozen stages in train mode too (what
+        ``tlab.core.train.fit`` does with ``TrainConfig(frozen_train_mode=True)``).
         """
         super().train(mode)
         if mode and not self.frozen_bn_trains:
@@ -164,10 +167,15 @@ def freeze(model: StagedModel, k: int, *, train_bn: bool = False) -> StagedModel
     deep-layer feature extractor, Davchev et al.'s strategy "1"). Parameters of stages
     ``1..k`` get ``requires_grad=False``; those of later stages and of the head get ``True``.
 
-    BatchNorm and dropout:
+    BatchNorm and dropout, three behaviours (Zhang et al. 2020, Sec. 3.2, and their code):
       - ``train_bn=False`` (default): frozen stages stay in eval mode even after
         ``model.train()``; their BatchNorm running statistics do not change and their dropout is
         off, so each frozen stage computes exactly what it computed in the source model.
+      - ``train_bn=False`` and training with ``TrainConfig(frozen_train_mode=True)``
+        (``tlab.core.train``): every weight of the frozen stages is fixed, but they run in train
+        mode, so their BatchNorm running statistics adapt to the training batches and their
+        dropout is active. This is how Zhang et al.'s released code fine-tunes the DTN (restored
+        parameters get no gradient, the whole model is put in train mode).
       - ``train_bn=True``: BatchNorm layers inside frozen stages keep learning: their affine
         weight/bias stay trainable and, in train mode, their running statistics update (and
         dropout in those stages is active, as in ordinary training). Only convolution and

@@ -12,11 +12,28 @@ Strategies (Zhang et al. 2020, Sec. 3.2 and Fig. 1; Davchev et al. 2019, Sec. 2;
 - ``commoninit``: model B (and, separately, its attacker A) start from a common model C trained
   on a third domain; everything but the classifier is copied, the classifier is new.
 
-Adversarial training (Goodfellow et al. 2015; Madry et al. 2018; Davchev et al. 2019, Sec. 2):
-each batch is doubled with adversarial examples crafted against the current weights (in eval
-mode, as the authors' code did) and the loss is ``(L_clean + L_adv) / 2``. Crafting with the
-*true* labels can leak them into the perturbation (Kurakin et al. 2017, "label leaking");
-``adv_labels="predicted"`` crafts with the model's own predictions instead.
+Frozen stages never receive a gradient. How they *run* while the rest trains is a training
+choice, ``TrainConfig.frozen_train_mode``:
+
+- ``False`` (default): they stay in eval mode, so each computes exactly what it computed in the
+  source model (BatchNorm uses the source's running statistics, dropout is off);
+- ``True``: they run in train mode like the rest of the network, as in Zhang et al.'s released
+  code (its ``train.py`` calls ``model.train()`` on the whole model after freezing the restored
+  weights): BatchNorm running statistics of frozen stages move towards domain B's batches and
+  their dropout is active, although their weights stay fixed.
+
+A model frozen with ``train_bn=True`` (see ``tlab.core.models.freeze``) also trains the
+BatchNorm scale and shift of its frozen stages, and always runs them in train mode: the
+authors' WideResNet setting.
+
+Adversarial training (Goodfellow et al. 2015; Madry et al. 2018; Davchev et al. 2019,
+Sec. 2.3) follows the order of Davchev et al.'s code for each batch: the clean pass first, in
+train mode (it updates the BatchNorm running statistics), then adversarial copies of the same
+images crafted against the current weights in eval mode (so with the statistics the clean pass
+has just updated), then the adversarial pass in train mode; the loss is
+``(L_clean + L_adv) / 2``, each a mean cross-entropy. Crafting with the *true* labels can leak
+them into the perturbation (Kurakin et al. 2017, "label leaking"); ``adv_labels="predicted"``
+crafts with the model's own predictions instead.
 """
 
 from __future__ import annotations
@@ -24,7 +41,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -33,15 +50,26 @@ from tqdm.auto import tqdm
 
 from tlab.attacks.gradient import fgsm, pgd
 from tlab.checks import check_choice, check_eps, check_positive_int
-from tlab.core.tensorsets import DeviceBatches, TensorSet
 from tlab.core.device import autocast_for, pick_device, training_dtype
 from tlab.core.models import StagedModel, build_model, freeze, replace_head
+from tlab.core.tensorsets import DeviceBatches, TensorSet
 from tlab.errors import TlabError
 
 STRATEGIES = ("scratch", "finetune", "commoninit")
 OPTIMIZERS = ("sgd", "adam")
 ADVERSARIAL_MODES = ("none", "fgsm", "pgd")
 LABEL_MODES = ("true", "predicted")
+
+#: The version of the adversarial training step, written into the recipe of adversarially trained
+#: models only (see :meth:`TrainConfig.as_dict`). Recipes without it were trained by the first
+#: step, which crafted the adversarial batch before the clean pass; 2 is Davchev et al.'s order,
+#: clean pass first. Bumping it gives every adversarially trained model a new zoo key and leaves
+#: the keys of the other models alone.
+ADVERSARIAL_STEP_VERSION = 2
+
+#: Fields added after zoo entries were first stored: :meth:`TrainConfig.as_dict` leaves each out
+#: while it holds its default, so that recipes written before it existed keep their zoo keys.
+_LATER_FIELDS = ("frozen_train_mode",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,9 @@ class TrainConfig:
     validation accuracy); epochs and patience are kept small for a classroom CPU, presets raise
     them. ``adv_eps`` is in [0, 1] pixel units; ``adv_alpha=None`` means ``adv_eps / 4`` with
     ``adv_steps=7`` and no random start, Davchev et al.'s PGD training settings.
+    ``frozen_train_mode=True`` runs the frozen stages in train mode (their BatchNorm running
+    statistics adapt to the training data, their dropout is active; their weights stay fixed),
+    as Zhang et al.'s released code does; the default keeps them in eval mode (module docstring).
     """
 
     epochs: int = 20
@@ -68,6 +99,7 @@ class TrainConfig:
     adv_steps: int = 7
     adv_alpha: float | None = None
     adv_labels: str = "true"
+    frozen_train_mode: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int(self.epochs, name="epochs")
@@ -83,9 +115,26 @@ class TrainConfig:
             raise TlabError(f"lr={self.lr!r} must be a positive number, e.g. 1e-3")
         if not 0.0 <= self.val_fraction < 1.0:
             raise TlabError(f"val_fraction={self.val_fraction!r} must be in [0, 1), e.g. 0.1")
+        if not isinstance(self.frozen_train_mode, bool):
+            raise TlabError(
+                f"frozen_train_mode={self.frozen_train_mode!r} must be True (frozen stages run in "
+                "train mode, as Zhang et al.'s code) or False (they stay in eval mode)"
+            )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The recipe that goes into a zoo key (``tlab.core.zoo.ModelSpec.key``).
+
+        Every field, except that fields added later are left out at their default value (so
+        older recipes hash as before), and adversarial recipes carry
+        ``adv_step_version`` (:data:`ADVERSARIAL_STEP_VERSION`).
+        """
+        recipe = asdict(self)
+        for item in fields(self):
+            if item.name in _LATER_FIELDS and recipe[item.name] == item.default:
+                del recipe[item.name]
+        if self.adversarial != "none":
+            recipe["adv_step_version"] = ADVERSARIAL_STEP_VERSION
+        return recipe
 
 
 @dataclass
@@ -122,6 +171,18 @@ def _adversarial_batch(
     return pgd(model, x, labels, eps=config.adv_eps, alpha=alpha, steps=config.adv_steps)
 
 
+def _train_mode(model: StagedModel, config: TrainConfig) -> None:
+    """Train mode for an epoch of :func:`fit`; frozen stages too if ``config.frozen_train_mode``.
+
+    ``model.train()`` keeps frozen stages in eval mode (``tlab.core.models.StagedModel.train``);
+    Zhang et al.'s released code instead calls ``model.train()`` on a plain PyTorch module, which
+    switches every layer, frozen ones included.
+    """
+    model.train()
+    if config.frozen_train_mode:
+        model.stages.train()
+
+
 @torch.no_grad()
 def _validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Validation accuracy and mean cross-entropy, in eval mode."""
@@ -155,7 +216,9 @@ def fit(
     the accuracy moves in coarse steps, and without the tie-break the very first epoch that reaches
     a plateau would be kept however much training improved after it. With no validation set the last
     epoch's weights are kept. Frozen stages (see ``tlab.core.models.freeze``) receive no gradient
-    and, by default, stay in eval mode. The step (adversarial crafting included) runs under autocast
+    and, unless ``config.frozen_train_mode``, stay in eval mode. With adversarial training each step
+    runs the clean pass, then crafts, then runs the adversarial pass (module docstring; Davchev et
+    al.'s order). The step (adversarial crafting included) runs under autocast
     in ``tlab.core.device.training_dtype(device)``: bfloat16 on GPUs and on CPUs with native
     bfloat16 units unless ``TLAB_PRECISION=float32``.
     """
@@ -184,20 +247,18 @@ def fit(
         leave=False,
     )
     for epoch in bar:
-        model.train()
+        _train_mode(model, config)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
         for x, y in batches:
             with autocast_for(device):
-                x_adv = (
-                    _adversarial_batch(model, x, y, config)
-                    if config.adversarial != "none"
-                    else None
-                )
+                # Clean pass first (train mode: BatchNorm statistics see the clean batch), then
+                # crafting in eval mode: Davchev et al.'s run_adv_train_iter.
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
-                if x_adv is not None:
+                if config.adversarial != "none":
+                    x_adv = _adversarial_batch(model, x, y, config)
                     loss = (loss + F.cross_entropy(model(x_adv), y)) / 2
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
