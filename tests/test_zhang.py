@@ -179,3 +179,11 @@ def test_z5_needs_two_sizes_and_compares_the_gains(tiny_lab):
     small = zhang.Lab(tiny_lab.setup.with_(n_b=30), device="cpu")
     z5 = zhang.z5_claims({30: small, 60: tiny_lab})
     assert [c.code for c in z5] == ["Z5", "Z5"] and "n_B = 30" in z5[0].statement
+
+
+def test_only_the_paper_preset_runs_fts_frozen_stages_in_train_mode_as_the_authors():
+    paper, standard = zhang.setup("paper"), zhang.setup("standard")
+    assert paper.spec("FT", 0, 4).train.frozen_train_mode
+    assert not paper.spec("FT", 0, 0).train.frozen_train_mode  # nothing frozen: same recipe
+    assert not paper.spec("Scratch", 0).train.frozen_train_mode
+    assert not standard.spec("FT", 0, 4).train.frozen_train_mode

@@ -9,6 +9,7 @@ the evaluation set and the attack, so a warm notebook and a widget re-render rea
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,14 +103,18 @@ def attack_curve(
 
 #: Black-box example sets crafted this session, by (attacker, evaluation set, attack, eps,
 #: settings): the one place crafted examples are kept (they take megabytes, so not on disk).
-_CRAFTED: dict[str, torch.Tensor] = {}
+#: The least recently used set goes when there are more than :data:`MAX_CRAFTED` (about 4 MB
+#: each at 300 images; a notebook's widgets reuse a few dozen at most).
+_CRAFTED: OrderedDict[str, torch.Tensor] = OrderedDict()
+MAX_CRAFTED = 48
 
 
 def crafted_examples(
     attacker: ZooEntry, data: EvalSet, attack: str, eps: float, **hyper: Any
 ) -> torch.Tensor:
     """Adversarial versions of every image of ``data``, crafted on ``attacker`` with the true
-    labels, kept for the session (on the attacker's device).
+    labels, kept for the session (on the attacker's device; the least recently used sets beyond
+    :data:`MAX_CRAFTED` are dropped and crafted again if asked for).
 
     FGSM, and PGD without a random start, are deterministic per image (the attacker runs in
     eval mode and the summed loss makes each image's gradient its own), so the set crafted once
@@ -128,9 +133,13 @@ def crafted_examples(
         },
         sort_keys=True,
     )
-    if key not in _CRAFTED:
-        x, y = data.tensors(model_device(attacker.model))
-        _CRAFTED[key] = make_attack(attack, eps=float(eps), **hyper)(attacker.model, x, y)
+    if key in _CRAFTED:
+        _CRAFTED.move_to_end(key)
+        return _CRAFTED[key]
+    x, y = data.tensors(model_device(attacker.model))
+    _CRAFTED[key] = make_attack(attack, eps=float(eps), **hyper)(attacker.model, x, y)
+    while len(_CRAFTED) > MAX_CRAFTED:
+        _CRAFTED.popitem(last=False)
     return _CRAFTED[key]
 
 

@@ -73,7 +73,9 @@ class Setup:
     count the images before the 10 % validation split used for early stopping. ``eps_grid`` are the
     FGSM budgets every B model is evaluated at, in [0, 1] pixel units; ``frozen`` the FT depths the
     claims compare (every depth 0..``max_frozen`` can be asked for). ``eval_n`` test images of
-    B (None: the whole test split) are attacked.
+    B (None: the whole test split) are attacked. ``ft_frozen_train_mode``: FT runs its frozen
+    stages in train mode, as Zhang et al.'s released code does (BatchNorm statistics follow B,
+    dropout on; ``tlab.core.train.TrainConfig.frozen_train_mode``).
     """
 
     preset: str
@@ -92,6 +94,7 @@ class Setup:
     seeds: tuple[int, ...]
     frozen: tuple[int, ...]
     c_seed: int = 0
+    ft_frozen_train_mode: bool = False
 
     def __post_init__(self) -> None:
         check_preset(self.preset)
@@ -184,14 +187,15 @@ class Setup:
         if role == "Scratch":
             return self._spec(self.target, self.n_b, seed, self.train_b)
         if role == "FT":
+            k = self.check_frozen(frozen)
             return self._spec(
                 self.target,
                 self.n_b,
                 seed,
-                self.train_b,
+                replace(self.train_b, frozen_train_mode=self.ft_frozen_train_mode and k > 0),
                 strategy="finetune",
                 source=self.spec("A", seed),
-                frozen=self.check_frozen(frozen),
+                frozen=k,
             )
         return self._spec(
             self.target, self.n_b, seed, self.train_b, strategy="commoninit", source=self.spec("C")
@@ -228,6 +232,13 @@ PRESETS = PresetTable(
         ),
         "eval_n": Knob(300, None, None, "test images of B attacked (None: all)"),
         "seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "training seeds"),
+        "frozen_train_mode": Knob(
+            False,
+            False,
+            True,
+            "FT's frozen stages run in train mode: BatchNorm statistics follow B, dropout on "
+            "(the authors' code)",
+        ),
         "panels_show_every_depth": Knob(
             False,
             True,
@@ -272,7 +283,8 @@ def setup(
       seeds 0, 1, 2; FT frozen 0 and 4; eps 2, 4, 8, 16/255.
     - ``paper``: a task of :data:`PAPER_TASKS` (``task``, default ``"M->U"``), real datasets,
       SGD lr 0.01 momentum 0.9 weight decay 5e-4 (Sec. 4.3's grid), batch 128, early stopping
-      with patience 50; the paper's eps converted to [0, 1] pixels.
+      with patience 50; the paper's eps converted to [0, 1] pixels; FT's frozen stages run in
+      train mode, as in the authors' code.
 
     ``eps`` is in [0, 1] pixel units; ``frozen`` the FT depths the claims compare.
     """
@@ -308,6 +320,7 @@ def setup(
         eval_n=p["eval_n"],
         seeds=tuple(int(s) for s in (seeds or p["seeds"])),
         frozen=tuple(int(k) for k in (frozen or (0, 4))),
+        ft_frozen_train_mode=p["frozen_train_mode"],
     )
 
 
