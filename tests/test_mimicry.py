@@ -425,3 +425,16 @@ def test_other_bad_arguments_are_rejected():
         targeted_success(teacher, src, torch.tensor([0, 1]))
     with torch.inference_mode(), pytest.raises(TlabError, match="inference_mode"):
         mimicry_attack(teacher, src, tgt, layer=1, budget=0.01, steps=1)
+
+
+def test_round_pixels_gives_whole_8_bit_values_as_the_authors_code():
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(3)
+    plain = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20)
+    rounded = mimicry_attack(teacher, src, tgt, layer=5, budget=0.01, steps=20, round_pixels=True)
+    levels = rounded.adversarial * 255
+    torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)
+    assert not torch.allclose(plain.adversarial * 255, (plain.adversarial * 255).round())
+    # the rounded image is the chosen iterate, at most half a level away in every pixel
+    assert (rounded.adversarial - plain.adversarial).abs().max().item() <= 0.5 / 255 + 1e-6
+    torch.testing.assert_close(rounded.dssim, dssim(rounded.adversarial, src), atol=1e-5, rtol=0)

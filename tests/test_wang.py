@@ -304,3 +304,15 @@ def test_wang_defence_verdicts_compare_neuron_distance_with_its_control():
     assert w5.verdict != "holds"
     numbers = wang.verdicts.defence_numbers(drop, nd, 0.05, 0.25)
     assert numbers["control_success"] == pytest.approx([0.3, 0.29, 0.28])
+
+
+def test_the_paper_preset_attacks_with_the_papers_learning_rate_and_rounds_pixels():
+    quick, paper = wang.setup("quick").attack(3, 0.01), wang.setup("paper").attack(3, 0.01)
+    assert (quick.lr, quick.round_pixels, quick.steps) == (wang.ATTACK_LR, False, 100)
+    assert (paper.lr, paper.round_pixels, paper.steps) == (1.0, True, 2000)
+    assert "round_pixels" not in quick.recipe() and paper.recipe()["round_pixels"] is True
+    # settings made before rounding existed hash as they did
+    before = {"layer": 3, "budget": 0.01, "steps": 100, "budget_kind": "dssim",
+              "lr": wang.ATTACK_LR, "input_dropout": 0.0, "eot_samples": 1}  # fmt: skip
+    assert quick.recipe() == before
+    assert paper.options(seed=4)["seed"] == 4 and paper.options()["lr"] == 1.0

@@ -106,6 +106,7 @@ def fingerprint_images(
     steps: int = DEFAULT_STEPS,
     lr: float = 1.0,
     seed: int = 0,
+    round_pixels: bool = False,
 ) -> MimicryResult:
     """``n`` images whose representation at the candidate's last stage is (nearly) zero.
 
@@ -113,7 +114,8 @@ def fingerprint_images(
     :func:`tlab.attacks.mimicry_loop.mimic_features` towards the zero vector with no perturbation
     budget (Wang et al. 2018, Sec. 5.1; the authors' code used 2,000 Adadelta steps).
     ``result.distance`` is the remaining norm of the representation, ``result.start_distance``
-    that of the noise.
+    that of the noise. ``round_pixels``: whole 8-bit pixel values, as the authors' code saves
+    its fingerprints.
     """
     _probe(candidate, "teacher")
     n = check_positive_int(n, name="n")
@@ -125,7 +127,14 @@ def fingerprint_images(
         ).shape[1:]
     zeros = torch.zeros((n, *shape))
     return mimic_features(
-        [candidate], [candidate.num_stages], noise, [zeros], budget=None, steps=steps, lr=lr
+        [candidate],
+        [candidate.num_stages],
+        noise,
+        [zeros],
+        budget=None,
+        steps=steps,
+        lr=lr,
+        round_pixels=round_pixels,
     )
 
 

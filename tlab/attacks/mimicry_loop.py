@@ -58,6 +58,9 @@ class SearchOptions(TypedDict, total=False):
     - ``seed``: seeds the dropout masks (the plain attack is deterministic).
     - ``history``: also return the distance after every step.
     - ``batch_size``: process this many pairs at a time (memory); same result.
+    - ``round_pixels``: round the chosen images to whole 8-bit pixel values, as Wang et al.'s
+      code does when it returns them (``np.rint`` on 0..255). The budget is checked on the
+      iterate before rounding, as theirs, so a rounded image may sit slightly over P.
     """
 
     budget_kind: str
@@ -69,6 +72,7 @@ class SearchOptions(TypedDict, total=False):
     seed: int | None
     history: bool
     batch_size: int | None
+    round_pixels: bool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +192,10 @@ def _search(
     """Minimise ``distance_fn`` from ``start`` under the budget; best in-budget iterate per row.
 
     ``measure(x)`` is the perturbation of ``x`` from ``start`` that ``budget`` bounds.
-    Returns (best images, found flags, history). Rows never within budget keep ``start``.
+    Returns (best images, found flags, history). An iterate qualifies when its perturbation is
+    ``<= budget``; Wang et al.'s code tests ``< budget`` (the two differ only for an iterate
+    exactly at P). Rows never within budget keep ``start``, so they count as failures; the
+    authors' code returns its initial all-zero array for them instead.
     The iterates checked are those after steps 1..steps, as in the authors' loop (the start
     itself is not a result). Gradients flow to the pixel variable only. Once ``stop`` is set
     the search raises ``_Stopped`` at its next step.
@@ -283,6 +290,7 @@ def mimic_features(
     seed: int | None = None,
     history: bool = False,
     batch_size: int | None = None,
+    round_pixels: bool = False,
 ) -> MimicryResult:
     """The engine behind every attack here: move ``start`` until layer-K outputs near targets.
 
@@ -333,6 +341,8 @@ def mimic_features(
             keep_history=history,
             stop=stop,
         )
+        if round_pixels:
+            best = torch.round(best * 255) / 255
         clean = _distance_fn(copies, layers, targets, 0.0, 1, None)
         with torch.no_grad():
             row = {

@@ -21,15 +21,17 @@ notebook and every widget re-render read them back in milliseconds.
 
 One deliberate departure from the paper, stated in the notebooks: Wang et al. ran 2,000
 Adadelta steps at learning rate 1 per image pair on a GPU. A classroom CPU affords a few hundred,
-so the lab uses learning rate ``ATTACK_LR = 10`` (Adadelta's first steps are tiny, about
-``sqrt(eps)``, and a larger rate shortens that warm-up); notebook 09 shows both rates' progress.
+so the lab's quick and standard presets use learning rate ``ATTACK_LR = 10`` (Adadelta's first
+steps are tiny, about ``sqrt(eps)``, and a larger rate shortens that warm-up); notebook 09 shows
+both rates' progress. The ``paper`` preset uses the paper's rate 1 and, as the authors' code,
+rounds crafted images and fingerprints to whole 8-bit pixel values (``Setup.attack``).
 """
 
 from __future__ import annotations
 
 from tlab.attacks.perturbation import check_budget
 from tlab.papers.wang import verdicts
-from tlab.papers.wang.crafting import MimicrySettings, attack_pairs, crafted, crafted_untargeted
+from tlab.papers.wang.crafting import attack_pairs, crafted, crafted_untargeted
 from tlab.papers.wang.defending import (
     dropout_table,
     ensemble_table,
@@ -52,6 +54,7 @@ from tlab.papers.wang.lab import (
     STUDENT_KINDS,
     TEACHER_DOMAIN,
     Lab,
+    MimicrySettings,
     SeedLab,
     Setup,
     check_layer,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 
 from tlab.attacks.mimicry import (
-    check_budget,
     mimicry_attack_ensemble,
     mimicry_untargeted,
 )
@@ -19,7 +17,7 @@ from tlab.core.device import model_device
 from tlab.core.metrics import predict
 from tlab.core.zoo import ZooEntry
 from tlab.errors import TlabError
-from tlab.papers.wang.lab import ATTACK_LR, SeedLab, check_layer, check_student
+from tlab.papers.wang.lab import MimicrySettings, SeedLab, check_layer, check_student
 
 
 def _correct_everywhere(lab: SeedLab) -> torch.Tensor:
@@ -56,30 +54,6 @@ def attack_pairs(lab: SeedLab, n: int, seed: int = 0) -> tuple[torch.Tensor, tor
             f"could only draw {len(keep)} of {n} pairs of different classes; ask for fewer pairs"
         )
     return src[keep], tgt[keep]
-
-
-@dataclass(frozen=True)
-class MimicrySettings:
-    """Settings of one mimicry run: the layer K, the budget P and the optimiser.
-
-    ``input_dropout``/``eot_samples`` make it the adaptive attack of notebook 11 (dropout in
-    the crafting loop). ``lr`` defaults to ``ATTACK_LR`` (see the module docstring).
-    """
-
-    layer: int
-    budget: float
-    steps: int
-    budget_kind: str = "dssim"
-    lr: float = ATTACK_LR
-    input_dropout: float = 0.0
-    eot_samples: int = 1
-
-    def __post_init__(self) -> None:
-        check_budget(self.budget, self.budget_kind)
-        check_positive_int(self.steps, name="steps")
-
-    def recipe(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def pairs_recipe(lab: SeedLab, src: torch.Tensor, tgt: torch.Tensor) -> dict[str, Any]:
@@ -125,12 +99,7 @@ def crafted(
             x[tgt],
             layers=[attack.layer] * len(teachers),
             budget=attack.budget,
-            budget_kind=attack.budget_kind,
-            steps=attack.steps,
-            lr=attack.lr,
-            input_dropout=attack.input_dropout,
-            eot_samples=attack.eot_samples,
-            seed=seed,
+            **attack.options(seed),
         )
         return {
             "adversarial": result.adversarial,
@@ -197,9 +166,7 @@ def crafted_untargeted(
             budget=attack.budget,
             source_labels=labels[src],
             pool_labels=labels[guides],
-            budget_kind=attack.budget_kind,
-            steps=attack.steps,
-            lr=attack.lr,
+            **attack.options(),
         )
         return {
             "adversarial": result.adversarial,

@@ -148,9 +148,14 @@ def neuron_distance_table(
 
     def compute() -> list[dict[str, Any]]:
         adv = crafted(lab, attack, n_pairs, pair_seed)
-        prints = fingerprint_set(lab.teacher, n_prints, steps=fingerprint_steps, seed=seed)[
-            "images"
-        ]
+        prints = fingerprint_set(
+            lab.teacher,
+            n_prints,
+            steps=fingerprint_steps,
+            seed=seed,
+            lr=attack.lr,
+            round_pixels=attack.round_pixels,
+        )["images"]
         scale = feature_scale(lab, attack.layer)
         test = lab.domain.test
         rows = []

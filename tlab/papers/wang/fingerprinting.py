@@ -41,24 +41,34 @@ def candidate_specs(preset: str, count: int = 0) -> dict[str, ModelSpec]:
 
 
 def fingerprint_set(
-    candidate: ZooEntry, n_images: int, *, steps: int, seed: int = 0
+    candidate: ZooEntry,
+    n_images: int,
+    *,
+    steps: int,
+    seed: int = 0,
+    lr: float = ATTACK_LR,
+    round_pixels: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``n_images`` fingerprint images of a candidate teacher (Sec. 5.1; cached tensors).
 
     Each starts from seeded noise and is optimised until the candidate's last-stage
     representation is (nearly) the zero vector; ``distance`` is what is left of it.
     A candidate that cannot read the lab's 3x32x32 images is refused with a TlabError.
+    ``lr`` and ``round_pixels`` as in :class:`~tlab.papers.wang.lab.MimicrySettings`.
     """
     recipe = {
         "candidate": candidate.key,
         "n": n_images,
         "steps": steps,
         "seed": seed,
-        "lr": ATTACK_LR,
+        "lr": lr,
+        **({"round_pixels": True} if round_pixels else {}),
     }
 
     def compute() -> dict[str, torch.Tensor]:
-        result = fingerprint_images(candidate.model, n_images, steps=steps, lr=ATTACK_LR, seed=seed)
+        result = fingerprint_images(
+            candidate.model, n_images, steps=steps, lr=lr, seed=seed, round_pixels=round_pixels
+        )
         return {
             "images": result.adversarial,
             "distance": result.distance,
@@ -77,6 +87,8 @@ def fingerprint_table(
     n_images: int,
     steps: int,
     seed: int = 0,
+    lr: float = ATTACK_LR,
+    round_pixels: bool = False,
 ) -> dict[str, Any]:
     """Mean Gini coefficient of each student's softmax on each candidate's fingerprints (cached).
 
@@ -90,15 +102,17 @@ def fingerprint_table(
         "n": n_images,
         "steps": steps,
         "seed": seed,
+        **({"lr": lr} if lr != ATTACK_LR else {}),
+        **({"round_pixels": True} if round_pixels else {}),
     }
 
     def compute() -> dict[str, Any]:
         matrix = fingerprint_matrix(
             {k: e.model for k, e in candidates.items()},
             {k: s.model for k, s in students.items()},
-            images=lambda name: fingerprint_set(candidates[name], n_images, steps=steps, seed=seed)[
-                "images"
-            ],
+            images=lambda name: fingerprint_set(
+                candidates[name], n_images, steps=steps, seed=seed, lr=lr, round_pixels=round_pixels
+            )["images"],
         )
         return {"candidates": list(candidates), "students": list(students), "gini": matrix.tolist()}
 

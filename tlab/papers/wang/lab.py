@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
-from tlab.checks import check_choice, check_stage
+from tlab.attacks.mimicry_loop import SearchOptions
+from tlab.attacks.perturbation import check_budget
+from tlab.checks import check_choice, check_positive_int, check_stage
 from tlab.core.data import Domain, load_domain
 from tlab.core.models import StagedModel, build_model
 from tlab.core.train import TrainConfig
@@ -85,6 +87,15 @@ PRESETS = PresetTable(
         "fingerprint_steps": Knob(150, 400, 2000, "optimiser steps per fingerprint image"),
         "eot_samples": Knob(2, 4, 8, "dropout samples per step of the adaptive attacker (11)"),
         "retrain_epochs": Knob(3, 6, 20, "epochs of neuron-distance retraining (11)"),
+        "attack_lr": Knob(
+            ATTACK_LR,
+            ATTACK_LR,
+            1.0,
+            "Adadelta learning rate of attacks and fingerprints (paper: 1)",
+        ),
+        "round_pixels": Knob(
+            False, False, True, "crafted images rounded to whole 8-bit pixels (the authors' code)"
+        ),
         "extra_thresholds": Knob(
             [],
             [0.02, 0.05, 0.1, 1.0],
@@ -162,6 +173,52 @@ def student_spec(teacher: ModelSpec, frozen: int, preset: str, seed: int = 0) ->
     )
 
 
+@dataclass(frozen=True)
+class MimicrySettings:
+    """Settings of one mimicry run: the layer K, the budget P and the optimiser.
+
+    ``input_dropout``/``eot_samples`` make it the adaptive attack of notebook 11 (dropout in
+    the crafting loop). ``lr`` defaults to ``ATTACK_LR`` (see the module docstring);
+    ``round_pixels`` rounds the crafted images to whole 8-bit pixel values as the authors' code
+    does (:class:`~tlab.attacks.mimicry_loop.SearchOptions`). :meth:`Setup.attack` makes the
+    preset's settings.
+    """
+
+    layer: int
+    budget: float
+    steps: int
+    budget_kind: str = "dssim"
+    lr: float = ATTACK_LR
+    input_dropout: float = 0.0
+    eot_samples: int = 1
+    round_pixels: bool = False
+
+    def __post_init__(self) -> None:
+        check_budget(self.budget, self.budget_kind)
+        check_positive_int(self.steps, name="steps")
+
+    def recipe(self) -> dict[str, Any]:
+        """What a cache key hashes (``round_pixels`` only when set, so that recipes from before
+        it existed keep their keys)."""
+        recipe = dict(self.__dict__)
+        if not self.round_pixels:
+            del recipe["round_pixels"]
+        return recipe
+
+    def options(self, seed: int | None = None) -> SearchOptions:
+        """The optimisation settings the attack functions take (everything but K and P);
+        ``seed`` seeds the adaptive attacker's dropout masks."""
+        return SearchOptions(
+            seed=seed,
+            budget_kind=self.budget_kind,
+            steps=self.steps,
+            lr=self.lr,
+            input_dropout=self.input_dropout,
+            eot_samples=self.eot_samples,
+            round_pixels=self.round_pixels,
+        )
+
+
 @dataclass
 class SeedLab:
     """One seed's teacher, its students (by kind) and the students' domain: what an attack,
@@ -203,6 +260,8 @@ class Setup:
     eot_samples: int
     retrain_epochs: int
     extra_thresholds: list[float]
+    attack_lr: float
+    round_pixels: bool
 
     def spec(self, role: str, seed: int = 0) -> ModelSpec:
         """The zoo spec of ``role`` for ``seed``: ``"teacher"`` or a student kind of
@@ -212,6 +271,18 @@ class Setup:
         if role == "teacher":
             return teacher
         return student_spec(teacher, frozen_layer(role, num_stages(teacher)), self.preset, seed)
+
+    def attack(self, layer: int, budget: float, steps: int = 0, **extra: Any) -> MimicrySettings:
+        """The preset's mimicry settings at layer K and budget P (``steps`` 0: the preset's;
+        ``extra``: ``budget_kind``, ``input_dropout``, ``eot_samples``)."""
+        return MimicrySettings(
+            layer=layer,
+            budget=budget,
+            steps=steps or self.steps,
+            lr=self.attack_lr,
+            round_pixels=self.round_pixels,
+            **extra,
+        )
 
 
 def setup(preset: str) -> Setup:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import plotly.graph_objects as go
@@ -43,13 +44,15 @@ def targeted_table(
     lab: SeedLab,
     layers: Sequence[int],
     budgets: Sequence[float],
+    attack: MimicrySettings,
     *,
-    steps: int,
     n_pairs: int,
     pair_seed: int = 0,
-    budget_kind: str = "dssim",
 ) -> list[dict[str, Any]]:
     """Targeted success of every student for every (layer, budget) (Figs. 4 and 5; cached).
+
+    ``attack`` gives every setting but K and P (steps, learning rate, budget kind, rounding;
+    :meth:`~tlab.papers.wang.lab.Setup.attack` makes the preset's).
 
     One row per (layer, budget, student): ``success`` (fraction of pairs the student puts in
     the target's class), mean ``dssim``/``l2`` of the perturbation, ``in_budget``.
@@ -57,23 +60,21 @@ def targeted_table(
     rows = []
     for layer in layers:
         for budget in budgets:
-            attack = MimicrySettings(
-                layer=int(layer), budget=float(budget), steps=steps, budget_kind=budget_kind
-            )
+            point = replace(attack, layer=int(layer), budget=float(budget))
             recipe = {
                 "students": {k: e.key for k, e in lab.students.items()},
                 "teacher": lab.teacher.key,
-                "attack": attack.recipe(),
+                "attack": point.recipe(),
                 "n": n_pairs,
                 "pair_seed": pair_seed,
             }
 
-            def compute(attack: MimicrySettings = attack) -> list[dict[str, Any]]:
-                out = crafted(lab, attack, n_pairs, pair_seed)
+            def compute(point: MimicrySettings = point) -> list[dict[str, Any]]:
+                out = crafted(lab, point, n_pairs, pair_seed)
                 common = {
-                    "layer": attack.layer,
-                    "budget": attack.budget,
-                    "budget_kind": attack.budget_kind,
+                    "layer": point.layer,
+                    "budget": point.budget,
+                    "budget_kind": point.budget_kind,
                     "dssim": float(out["dssim"].mean()),
                     "l2": float(out["l2"].mean()),
                     "in_budget": float(out["in_budget"].float().mean()),
