@@ -438,3 +438,19 @@ def test_round_pixels_gives_whole_8_bit_values_as_the_authors_code():
     # the rounded image is the chosen iterate, at most half a level away in every pixel
     assert (rounded.adversarial - plain.adversarial).abs().max().item() <= 0.5 / 255 + 1e-6
     torch.testing.assert_close(rounded.dssim, dssim(rounded.adversarial, src), atol=1e-5, rtol=0)
+
+
+def test_an_ms_dssim_budget_is_met_in_the_authors_measure_and_is_looser_than_dssim():
+    from tlab.attacks.msssim import ms_dssim
+
+    teacher = tiny_teacher()
+    src, tgt = noise_pairs(3)
+    multi = mimicry_attack(
+        teacher, src, tgt, layer=5, budget=3e-5, budget_kind="ms_dssim", steps=40
+    )
+    single = mimicry_attack(teacher, src, tgt, layer=5, budget=3e-5, steps=40)
+    assert multi.in_budget.all() and multi.budget_kind == "ms_dssim"
+    assert ms_dssim(multi.adversarial, src).max().item() <= 3e-5 + 1e-7
+    # the same P allows a larger single-scale DSSIM, and so a closer representation
+    assert multi.dssim.mean().item() > 1.3 * single.dssim.mean().item()
+    assert multi.distance.mean().item() < single.distance.mean().item()

@@ -16,7 +16,10 @@ from tlab.core.inputs import check_images
 from tlab.errors import TlabError
 
 IMAGE_SHAPE = (3, 32, 32)
-BUDGET_KINDS = ("dssim", "l2")
+#: How a budget P measures a perturbation: single-scale DSSIM (:func:`dssim`), the authors'
+#: 5-scale DSSIM (:func:`tlab.attacks.msssim.ms_dssim`) or the L2 norm in [0, 1] pixels.
+BUDGET_KINDS = ("dssim", "ms_dssim", "l2")
+DSSIM_KINDS = ("dssim", "ms_dssim")
 SSIM_WINDOW = 11  # the Gaussian window of the SSIM paper (Z. Wang et al. 2004)
 SSIM_SIGMA = 1.5
 MAX_L2 = math.sqrt(math.prod(IMAGE_SHAPE))  # ||1 - 0||_2 over a whole 3x32x32 image
@@ -80,7 +83,7 @@ def check_budget(budget: object, kind: str = "dssim") -> float:
     (0, ``MAX_L2``], pixels in [0, 1].
     """
     check_choice("budget kind", kind, BUDGET_KINDS)
-    top = 1.0 if kind == "dssim" else MAX_L2
+    top = 1.0 if kind in DSSIM_KINDS else MAX_L2
     if (
         not isinstance(budget, (int, float))
         or isinstance(budget, bool)
@@ -88,7 +91,7 @@ def check_budget(budget: object, kind: str = "dssim") -> float:
     ):
         example = (
             "Wang et al. used DSSIM budgets 0.0005 to 0.01 (0.003 for Face)"
-            if kind == "dssim"
+            if kind in DSSIM_KINDS
             else "e.g. 2.0"
         )
         raise TlabError(
