@@ -23,7 +23,7 @@ import torchvision.datasets as tvd
 
 from tlab.core import data
 from tlab.core.data import load_domain
-from tlab.datasets import real
+from tlab.datasets import network, real
 from tlab.datasets.real import SHARED9
 from tlab.errors import DatasetUnavailableError
 
@@ -347,7 +347,7 @@ def test_hanging_network_probe_is_cut_short(
         raise OSError("too late")
 
     monkeypatch.setattr(socket, "create_connection", hang)
-    monkeypatch.setattr(real, "PROBE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(network, "PROBE_TIMEOUT_S", 0.3)
     start = time.perf_counter()
     with pytest.raises(DatasetUnavailableError, match=r"no connection within 0\.3 s"):
         load_domain("cifar10")
@@ -360,7 +360,7 @@ def test_download_failure_after_probe_is_reported(
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("download refused by the test")
 
-    monkeypatch.setattr(real, "_network_problem", lambda urls: None)  # "network is up"
+    monkeypatch.setattr(real, "network_problem", lambda urls: None)  # "network is up"
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     for name in ("mnist", "cifar10"):
         with pytest.raises(DatasetUnavailableError, match="could not download") as info:

@@ -13,19 +13,13 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import queue
 import shutil
-import socket
 import tarfile
 import tempfile
-import threading
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -35,6 +29,7 @@ from torchvision.datasets.utils import extract_archive
 
 from tlab import paths
 from tlab.datasets import synthetic
+from tlab.datasets.network import network_problem
 from tlab.errors import DatasetUnavailableError
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -49,7 +44,6 @@ def relabel(split: Split, table: torch.Tensor) -> Split:
 
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-PROBE_TIMEOUT_S = 3.0  # longest wait for the network before declaring it unreachable
 _IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -339,39 +333,6 @@ def on_disk(name: str) -> bool:
     )
 
 
-def _network_problem(urls: tuple[str, ...]) -> str | None:
-    """None if a TCP connection to one of the hosts (or the configured proxy) opens within
-    :data:`PROBE_TIMEOUT_S`, else why not. Each host is tried in a daemon thread, so a hanging
-    name lookup cannot make the caller wait longer than the timeout."""
-    proxies = urllib.request.getproxies()
-    targets = set()
-    for url in urls:
-        parts = urlparse(proxies.get(urlparse(url).scheme, url))
-        targets.add((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)))
-    answers: queue.Queue[str | None] = queue.Queue()
-
-    def attempt(host: str, port: int) -> None:
-        try:
-            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
-            answers.put(None)
-        except OSError as exc:
-            answers.put(f"{host}:{port}: {exc}")
-
-    for target in sorted(targets):
-        threading.Thread(target=attempt, args=target, daemon=True).start()
-    deadline = time.monotonic() + PROBE_TIMEOUT_S
-    errors: list[str] = []
-    while len(errors) < len(targets):
-        try:
-            answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return f"no connection within {PROBE_TIMEOUT_S:g} s"
-        if answer is None:
-            return None
-        errors.append(answer)
-    return "; ".join(errors)
-
-
 def _unavailable(name: str, info: _Real, root: Path, problem: str) -> DatasetUnavailableError:
     offline = ["digits", "syndigits", "letters"]
     if all((DEBIAN_FASHION_MNIST / f"{f}.gz").is_file() for f in _IDX_FILES):
@@ -404,7 +365,7 @@ def load_real(name: str, **opts: Any) -> tuple:
         ) from exc
     missing, _ = _local_sources(info, root, opts)
     if missing:
-        problem = _network_problem(info.urls)
+        problem = network_problem(info.urls)
         if problem is not None:
             raise _unavailable(
                 name,
