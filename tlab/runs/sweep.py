@@ -75,7 +75,7 @@ Without ``--scheduler`` a ``LocalCluster`` of ``--workers`` processes with one t
 started (default: as many as there are CPUs, at most one per point). The CPUs are shared out
 between their notebook kernels (2 workers on 4 CPUs: 2 torch threads per kernel), so kernels do
 not oversubscribe the cores, and they do not inherit dask's ``MALLOC_TRIM_THRESHOLD_`` setting
-(see :func:`local_kernel_env`).
+(see :func:`tlab.runs.cluster.local_kernel_env`).
 
 With ``--scheduler`` the existing cluster's workers run the points: they need tlab installed,
 the notebook at the same path, and the output folder on a shared file system. Their kernels
@@ -89,7 +89,6 @@ the others wait and load it.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
@@ -100,10 +99,10 @@ from pathlib import Path
 from typing import Any
 
 from tlab.checks import check_positive_int
-from tlab.core.device import subprocess_thread_env
 from tlab.errors import TlabError
 from tlab.paths import writable_dir
 from tlab.presets import Knob, PresetTable
+from tlab.runs.cluster import connect, local_kernel_env
 from tlab.runs.execute import execute
 from tlab.runs.grid import Point, load_grid, plan_points, resolve_notebook
 from tlab.runs.record import (
@@ -171,7 +170,8 @@ def run_point(
     """Run one point with papermill and write its ``result.json``; returns the result.
 
     ``kernel_env``: variables set in (None: removed from) the notebook kernel's environment
-    (see :func:`local_kernel_env`); by default the kernel inherits the worker's environment.
+    (see :func:`tlab.runs.cluster.local_kernel_env`); by default the kernel inherits the
+    worker's environment.
     An error inside the notebook gives ``status: "failed"`` (not an exception); anything else
     (a dead kernel, a killed worker) propagates to the caller, which records it.
     """
@@ -252,43 +252,6 @@ def _write_manifest(
             "complete": True,
         },
     )
-
-
-def _connect(scheduler: str | None, workers: int | None, n_points: int, timeout: float):
-    """A ``(client, cluster)`` pair; ``cluster`` is None for an existing scheduler."""
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        try:
-            return Client(scheduler, timeout=timeout), None
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise TlabError(
-                f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s "
-                f"({exc}); start it with `dask scheduler` and check the address, or "
-                "leave out --scheduler to use a local cluster"
-            ) from exc
-    size = min(workers or os.cpu_count() or 1, n_points)
-    cluster = LocalCluster(
-        n_workers=size,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    return Client(cluster), cluster
-
-
-def local_kernel_env(size: int) -> dict[str, str | None]:
-    """The kernel environment of a point run by one of ``size`` local workers.
-
-    The machine's CPUs are shared out (torch reads ``OMP_NUM_THREADS``), and dask's
-    ``MALLOC_TRIM_THRESHOLD_=65536``, which every worker process gets
-    (``distributed.nanny.pre-spawn-environ``), is not passed on: it hands freed memory back to
-    the OS at once, so PyTorch's large tensors come back as fresh pages, page fault by page
-    fault (measured: the batched mimicry attack ran 2.4x slower under it, and a sweep of two
-    points of notebook 09 took 70 s instead of 50 s).
-    """
-    return {**subprocess_thread_env(size), "MALLOC_TRIM_THRESHOLD_": None}
 
 
 def _failure(point: Point, notebook: Path, out_dir: Path, error: str) -> dict[str, Any]:
@@ -398,7 +361,7 @@ def run_sweep(
         (report.skipped.append(point.id) if done is not None else todo.append(point))
     client = cluster = kernel_env = None
     if todo:
-        client, cluster = _connect(scheduler, workers, len(todo), connect_timeout)
+        client, cluster = connect(scheduler, workers, len(todo), connect_timeout)
         if cluster is not None:
             kernel_env = local_kernel_env(len(cluster.workers))
     _write_manifest(out, path, grid_data, points)
