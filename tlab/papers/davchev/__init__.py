@@ -4,13 +4,15 @@ networks (:mod:`~tlab.papers.davchev.setup`), the cached Table 1 evaluation
 figures (:mod:`~tlab.papers.davchev.figures`)."""
 
 from tlab.papers.davchev import verdicts
-from tlab.papers.davchev.figures import eps_figure
-from tlab.papers.davchev.lab import Lab, evaluate, label_leaking, table
+from tlab.papers.davchev.figures import defence_tables_figure, eps_figure
+from tlab.papers.davchev.lab import ROW_VERSION, Lab, evaluate, label_leaking, table
 from tlab.papers.davchev.setup import (
+    ALSO_CLEAN_COLUMNS,
     ATTACK_COLUMNS,
     COLUMNS,
     MODES,
     PAPER_EPS,
+    PAPER_TABLE1,
     PGD_STEP_FRACTION,
     PGD_STEPS,
     PRESETS,
@@ -20,8 +22,11 @@ from tlab.papers.davchev.setup import (
     Network,
     Setup,
     baseline_networks,
+    defence_networks,
     frozen_stages,
     network_spec,
+    paper_name,
+    paper_row,
     retrained_layers,
     setup,
     source_spec,
@@ -30,25 +35,32 @@ from tlab.papers.davchev.setup import (
 )
 
 __all__ = [
+    "ALSO_CLEAN_COLUMNS",
     "ATTACK_COLUMNS",
     "COLUMNS",
     "MODES",
     "PAPER_EPS",
+    "PAPER_TABLE1",
     "PGD_STEPS",
     "PGD_STEP_FRACTION",
     "PRESETS",
     "QUICK_LETTERS",
     "RETRAINED",
+    "ROW_VERSION",
     "STANDARD_EPS",
     "Lab",
     "Network",
     "Setup",
     "baseline_networks",
+    "defence_networks",
+    "defence_tables_figure",
     "eps_figure",
     "evaluate",
     "frozen_stages",
     "label_leaking",
     "network_spec",
+    "paper_name",
+    "paper_row",
     "retrained_layers",
     "setup",
     "source_spec",

@@ -23,6 +23,13 @@ ResNet of depth ``6n + 2``:
 :func:`retrained_layers` gives the numbers for a preset's depth; :func:`frozen_stages` turns a
 choice into a stage count for :func:`tlab.core.models.freeze`.
 
+Frozen stages. Davchev et al.'s transfer code freezes layers only by turning off their gradients
+(``utils/helper_functions.py``, ``freeze_layers_resnet``) and trains the whole network in train
+mode (``utils/experiment_builder.py``, ``run_adv_train_iter``), so the BatchNorm statistics of
+frozen stages follow the target's batches. The ``paper`` preset does the same
+(``TrainConfig.frozen_train_mode``, for transfers that freeze something); ``quick`` and
+``standard`` keep frozen stages in eval mode, exactly the source's computation.
+
 Units. Davchev et al. scale pixels to [-1, 1] and use eps = 0.0625 there; tlab keeps pixels in
 [0, 1], where the same perturbation is 0.0625 / 2 = 0.03125 = 8/256 (about 8/255): the
 ``paper`` preset's eps. The ``standard`` preset uses 24/255 on its MNIST-like digits (see
@@ -48,6 +55,9 @@ MODES = ("nat", "fgsm", "pgd")
 RETRAINED = ("1", "block", "all")
 COLUMNS = ("Natural", "BB-FGSM", "BB-PGD", "WB-FGSM", "WB-PGD")
 ATTACK_COLUMNS = COLUMNS[1:]
+#: The stricter view of each attack column: the image is correct both clean and attacked
+#: (``tlab.papers.davchev.lab`` explains both conventions; Table 1 uses ATTACK_COLUMNS).
+ALSO_CLEAN_COLUMNS = tuple(f"{column} (also clean)" for column in ATTACK_COLUMNS)
 PGD_STEPS = 7  # Davchev et al. 2019, Sec. 2.3 (after Madry et al. 2018)
 PGD_STEP_FRACTION = 0.25  # alpha = eps / 4, no random start
 PAPER_EPS = 0.0625 / 2  # Davchev's 0.0625 in [-1, 1] pixels = 8/256 in [0, 1] pixels
@@ -94,6 +104,13 @@ PRESETS = PresetTable(
         ),
         "eval_n": Knob(40, 150, None, "target test images scored (None: all)"),
         "seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "training seeds"),
+        "frozen_train_mode": Knob(
+            False,
+            False,
+            True,
+            "a transfer's frozen stages run in train mode: BatchNorm statistics follow the "
+            "target (the authors' transfer code)",
+        ),
     },
 )
 
@@ -106,6 +123,8 @@ class Setup:
     of the table; ``eps_grid`` are the budgets every network is evaluated at (for the widgets).
     ``head_lr`` is the learning rate of strategy "1", where only a fresh linear classifier on
     frozen features trains (it needs larger steps than fine-tuning a whole network).
+    ``frozen_train_mode``: transfers with frozen stages run them in train mode, as the authors'
+    code (module docstring; ``tlab.core.train.TrainConfig.frozen_train_mode``).
     """
 
     preset: str
@@ -129,6 +148,7 @@ class Setup:
     eps_grid: tuple[float, ...]
     eval_n: int | None
     seeds: tuple[int, ...]
+    frozen_train_mode: bool
 
     def eval_set(self) -> EvalSet:
         """The fixed target test images every network of the preset is scored on."""
@@ -154,7 +174,8 @@ def setup(preset: str) -> Setup:
     - ``paper``: CIFAR100 -> CIFAR10, ResNet56, DenseNet-BC substitute, batch 100 (100 clean +
       100 adversarial images per step), eps 0.0625 in [-1, 1] = 8/256 in [0, 1] (Sec. 2.3).
       The paper states neither epochs nor optimiser; SGD with momentum and weight decay, as
-      usual for CIFAR ResNets, for 100 epochs.
+      usual for CIFAR ResNets, for 100 epochs. Frozen stages of a transfer run in train mode,
+      as in the authors' code (module docstring).
     - ``standard``: Fashion-MNIST (60k clothes images, a larger general domain with another
       label set) -> scikit-learn's handwritten digits, ResNet-8, the small DenseNet-BC as the
       substitute; subsets and epochs sized for a shared 2-core CPU; three seeds. eps = 24/255:
@@ -179,7 +200,10 @@ class Network:
     only). ``retrained``: ``"1"``, ``"block"`` or ``"all"`` (see the module docstring); empty
     without transfer. ``fgsm_labels``: the labels FGSM adversarial training crafts with --
     ``"predicted"`` avoids label leaking, as Davchev et al. describe (Sec. 2.3); ``"true"`` is
-    Kurakin et al.'s leaking setting. It applies to every FGSM-trained model in the chain.
+    Kurakin et al.'s leaking setting, the paper's ``R_fgsm_no_ll`` (Table 1). It applies to
+    every FGSM-trained model in the chain. PGD training always crafts with the true labels
+    (Madry et al. 2018). The authors' released code crafts with the true labels for both
+    (``utils/experiment_builder.py``, ``run_adv_train_iter``); the lab follows the paper's text.
     """
 
     target: str
@@ -272,24 +296,27 @@ def source_spec(s: Setup, mode: str, seed: int = 0, *, fgsm_labels: str = "predi
 
 
 def network_spec(s: Setup, network: Network, seed: int = 0) -> ModelSpec:
-    """The zoo spec of ``network`` (its source, if any, trained with the same ``seed``)."""
+    """The zoo spec of ``network`` (its source, if any, trained with the same ``seed``); a
+    transfer's frozen stages run in train mode if ``s.frozen_train_mode``."""
     lr = s.head_lr if network.retrained == "1" else s.lr
+    train = _config(s, network.target, seed, s.target_epochs, network.fgsm_labels, lr=lr)
     common: dict[str, Any] = dict(
         domain=s.target_domain,
         domain_params=dict(s.target_params),
         arch="resnet",
         arch_options={"depth": s.depth},
         n=s.target_n,
-        train=_config(s, network.target, seed, s.target_epochs, network.fgsm_labels, lr=lr),
     )
     if not network.source:
-        return ModelSpec(**common)
-    source = source_spec(s, network.source, seed, fgsm_labels=network.fgsm_labels)
+        return ModelSpec(**common, train=train)
+    frozen = frozen_stages(s.depth, network.retrained)
     return ModelSpec(
         **common,
+        # nothing frozen ("all"): the mode of frozen stages is moot, the recipe stays as it was
+        train=dataclasses.replace(train, frozen_train_mode=s.frozen_train_mode and frozen > 0),
         strategy="finetune",
-        source=source,
-        frozen=frozen_stages(s.depth, network.retrained),
+        source=source_spec(s, network.source, seed, fgsm_labels=network.fgsm_labels),
+        frozen=frozen,
     )
 
 
@@ -317,3 +344,72 @@ def transfer_networks(target: str = "nat", sources: Sequence[str] = MODES) -> li
 def baseline_networks() -> list[Network]:
     """The networks trained on the target only: R_nat, R_fgsm, R_fgsm (true labels), R_pgd."""
     return [Network("nat"), Network("fgsm"), Network("fgsm", fgsm_labels="true"), Network("pgd")]
+
+
+def defence_networks(defence: str) -> list[Network]:
+    """The networks of one table of Davchev's Fig. 5 (Sec. 3.2): ``R_<defence>`` trained on the
+    target only, then per strategy (``"1"``, ``"block"``, ``"all"``) the defence on the source
+    only (``R_<defence>->nat``), on the target only (``R_nat-><defence>``) and on both."""
+    check_choice("defence", defence, MODES[1:])
+    pairs = ((defence, "nat"), ("nat", defence), (defence, defence))
+    return [Network(defence)] + [
+        Network(target, source, retrained) for retrained in RETRAINED for source, target in pairs
+    ]
+
+
+# ------------------------------------------------------------------------------ the paper
+
+#: Davchev et al.'s Table 1 (CIFAR100 -> CIFAR10, ResNet56, eps 0.0625 in [-1, 1] pixels), in
+#: percent, columns :data:`COLUMNS`, rows in the paper's order and with its names
+#: (``R_fgsm_no_ll``: FGSM training with the true labels, see :func:`paper_name`). The paper
+#: does not say which labels its FGSM-trained *transfers* crafted with; the authors' transfer
+#: script names those with FGSM on the target ``..._no_ll`` (``transfer.py``).
+PAPER_TABLE1: dict[str, tuple[float, float, float, float, float]] = {
+    "R_nat": (92.5, 34.7, 12.6, 20.0, 0.0),
+    "R_nat->nat 1": (73.1, 33.5, 30.2, 7.4, 0.0),
+    "R_nat->nat 18": (91.2, 41.1, 24.6, 18.4, 0.0),
+    "R_nat->nat 56": (92.6, 35.0, 14.9, 18.5, 0.0),
+    "R_fgsm": (87.1, 81.5, 82.2, 78.6, 13.5),
+    "R_fgsm_no_ll": (87.4, 76.0, 78.1, 88.5, 0.2),
+    "R_fgsm->nat 1": (69.0, 46.3, 54.0, 23.5, 0.0),
+    "R_fgsm->nat 18": (89.1, 58.3, 65.1, 43.3, 2.4),
+    "R_fgsm->nat 56": (91.9, 37.9, 27.9, 23.6, 0.0),
+    "R_nat->fgsm 1": (69.3, 40.9, 38.8, 13.1, 0.0),
+    "R_nat->fgsm 18": (77.3, 65.0, 60.2, 41.9, 0.5),
+    "R_nat->fgsm 56": (88.1, 69.3, 71.3, 78.4, 1.8),
+    "R_fgsm->fgsm 1": (66.6, 56.2, 60.0, 42.7, 0.2),
+    "R_fgsm->fgsm 18": (87.2, 71.4, 76.6, 67.5, 2.9),
+    "R_fgsm->fgsm 56": (85.7, 65.2, 66.3, 72.3, 1.5),
+    "R_pgd": (83.9, 81.1, 82.1, 45.4, 36.1),
+    "R_pgd->nat 1": (64.9, 62.6, 63.0, 18.0, 12.0),
+    "R_pgd->nat 18": (84.6, 80.4, 81.6, 26.2, 12.5),
+    "R_pgd->nat 56": (91.4, 42.4, 31.9, 19.9, 0.0),
+    "R_nat->pgd 1": (52.2, 30.6, 32.8, 13.2, 0.0),
+    "R_nat->pgd 18": (60.8, 31.6, 30.7, 20.0, 1.0),
+    "R_nat->pgd 56": (81.5, 79.2, 79.9, 45.6, 39.2),
+    "R_pgd->pgd 1": (61.3, 59.6, 60.0, 25.6, 20.3),
+    "R_pgd->pgd 18": (81.3, 78.6, 79.6, 45.1, 39.1),
+    "R_pgd->pgd 56": (82.6, 80.1, 80.9, 47.7, 41.3),
+}
+
+
+def paper_name(network: Network) -> str:
+    """The name of ``network``'s row in Davchev's Table 1: its ResNet56 label, ``R_fgsm_no_ll``
+    for ``R_fgsm`` trained with the true labels. A TlabError if the paper has no such row."""
+    name = network.label(56).replace(" (true labels)", "_no_ll")
+    if name not in PAPER_TABLE1:
+        raise TlabError(
+            f"Davchev's Table 1 has no row for {network.label(56)}; its rows: "
+            + ", ".join(PAPER_TABLE1)
+        )
+    return name
+
+
+def paper_row(network: Network) -> dict[str, Any]:
+    """``network``'s row of Davchev's Table 1 in the shape of ``tlab.papers.davchev.Lab.row``
+    (fractions, one eps: :data:`PAPER_EPS`), so the lab's arithmetic applies to the paper's
+    numbers too."""
+    values = PAPER_TABLE1[paper_name(network)]
+    row: dict[str, Any] = {"eps": [PAPER_EPS], "Natural": values[0] / 100}
+    row.update({column: [v / 100] for column, v in zip(ATTACK_COLUMNS, values[1:], strict=True)})
+    return row
