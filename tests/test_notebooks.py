@@ -31,3 +31,8 @@ def test_notebook_runs_headless_with_the_quick_preset(info, tmp_path):
     page = (tmp_path / run["html"]).read_text()
     assert "Plotly.newPlot" in page, "the HTML export must carry the figures"
     assert run["html"] in (tmp_path / "index.html").read_text()
+    # `tlab run` records each notebook, preset and claims included, for `tlab report`
+    record = json.loads((tmp_path / "records" / info.name / "record.json").read_text())
+    assert record["complete"] and record["extra"]["preset"] == "quick"
+    shows_claims = any("claims_table(" in c.source for c in executed.cells)
+    assert bool(record.get("claims")) == shows_claims

@@ -1,4 +1,4 @@
-"""tlab.runs.record: what a notebook records under a sweep; a record is never half-written."""
+"""tlab.record: what a notebook records under a sweep; a record is never half-written."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlab import record as rec
 from tlab.errors import TlabError
-from tlab.runs import record as rec
 
 
 @pytest.fixture

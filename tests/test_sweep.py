@@ -20,11 +20,11 @@ import yaml
 
 from tlab.core import zoo
 from tlab.errors import TlabError
+from tlab.record import write_json_atomic
 from tlab.runs import cli
 from tlab.runs.cluster import local_kernel_env
 from tlab.runs.execute import declared_parameters
 from tlab.runs.grid import expand_grid, plan_points, point_id
-from tlab.runs.record import write_json_atomic
 from tlab.runs.sweep import MANIFEST_FILE, run_sweep
 from tlab.runs.sweep_results import RESULT_FILE
 

@@ -16,17 +16,24 @@ interval is Student's t interval of its mean over seeds: ``mean ± t(0.975, n-1)
 Deciding "holds" only when the lower end is above zero is a one-sided t-test at the 2.5 %
 level, so with no real effect a claim reads "holds" in at most 2.5 % of experiments
 (``tests/test_claims.py`` simulates 1,000 of them).
+
+Each claim keeps its :class:`Evidence` (the per-seed effects and the numbers behind them), and
+:func:`claims_table` also writes the claims, structured, to the run's record when the run is
+recorded (``TLAB_RECORD_DIR`` set: :mod:`tlab.record`), so that ``python -m tlab report``
+can gather every notebook's verdicts without the notebooks doing anything more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tlab import record as run_record
 from tlab.errors import TlabError
 
 VERDICTS = ("holds", "contradicted", "inconclusive")
@@ -101,16 +108,73 @@ def _t_interval(values: np.ndarray) -> Effect:
     return Effect(mean, low, high, n, verdict)
 
 
+def _json_float(value: float) -> float | None:
+    """``value`` for a JSON record: None where it is not finite (an undefined effect)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _json_floats(values: Sequence[float]) -> list[float | None]:
+    return [_json_float(v) for v in values]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a verdict was computed from: the effect per seed (NaN where undefined), its
+    :class:`Effect` over the seeds where it is defined (None if none is), and the numbers behind
+    it -- the two sides of a paired claim (``better``, ``worse``, effect = better - worse), or the
+    values of a threshold claim with its ``threshold`` and side (``above``)."""
+
+    seeds: tuple[int, ...]
+    per_seed: tuple[float, ...]
+    effect: Effect | None
+    percent: bool
+    better: tuple[float, ...] = ()
+    worse: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
+    threshold: float | None = None
+    above: bool | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        """The evidence as JSON-able data (undefined numbers as None)."""
+        found = self.effect
+        out: dict[str, Any] = {
+            "seeds": list(self.seeds),
+            "n": 0 if found is None else found.n,
+            "percent": self.percent,
+            "per_seed": _json_floats(self.per_seed),
+            "effect": None
+            if found is None
+            else {
+                "mean": _json_float(found.mean),
+                "low": _json_float(found.low),
+                "high": _json_float(found.high),
+            },
+        }
+        if self.threshold is None:
+            out |= {"better": _json_floats(self.better), "worse": _json_floats(self.worse)}
+        else:
+            out |= {
+                "values": _json_floats(self.values),
+                "threshold": self.threshold,
+                "above": self.above,
+            }
+        return out
+
+
 @dataclass(frozen=True)
 class Claim:
     """One claim: its code (e.g. ``"Z2"``), what the paper says, what was measured, the
-    verdict (one of :data:`VERDICTS`, or ``inconclusive (n too small)``) and its rule."""
+    verdict (one of :data:`VERDICTS`, or ``inconclusive (n too small)``) and its rule; the
+    :class:`Evidence` behind the verdict (None for a claim stated by hand), and the ``parts`` of a
+    claim made of several (:func:`all_of`, :func:`any_of`)."""
 
     code: str
     statement: str
     measured: str
     verdict: str
     rule: str = ""
+    evidence: Evidence | None = None
+    parts: tuple[Claim, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in (*VERDICTS, TOO_FEW):
@@ -120,9 +184,28 @@ class Claim:
     def holds(self) -> bool:
         return self.verdict == "holds"
 
+    def as_record(self) -> dict[str, Any]:
+        """The claim as JSON-able data for the run's record: code, statement, measured text,
+        rule, verdict, its evidence (``None`` when stated by hand) and its parts, recursively."""
+        return {
+            "code": self.code,
+            "statement": self.statement,
+            "measured": self.measured,
+            "rule": self.rule,
+            "verdict": self.verdict,
+            "evidence": None if self.evidence is None else self.evidence.as_record(),
+            "parts": [part.as_record() for part in self.parts],
+        }
+
 
 def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
-    """The claims as a table: claim, measured numbers, the rule applied, the verdict."""
+    """The claims as a table: claim, measured numbers, the rule applied, the verdict.
+
+    In a recorded run (``TLAB_RECORD_DIR`` set) the claims are also added to the run's
+    ``record.json`` (:func:`tlab.record.record_claims`); otherwise nothing more happens.
+    """
+    if run_record.record_dir() is not None:
+        run_record.record_claims([claim.as_record() for claim in claims])
     return pd.DataFrame(
         [
             {
@@ -134,6 +217,10 @@ def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
             for c in claims
         ]
     ).set_index("claim")
+
+
+def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(seed) for seed in seeds)
 
 
 def _check_pairs(better: Sequence[float], worse: Sequence[float]) -> tuple[np.ndarray, ...]:
@@ -161,6 +248,14 @@ def paired_claim(
     """
     better_a, worse_a = _check_pairs(better, worse)
     found, note = _finite_effect(better_a - worse_a)
+    evidence = Evidence(
+        _seeds(seeds),
+        tuple(float(v) for v in better_a - worse_a),
+        found,
+        percent,
+        better=tuple(float(v) for v in better_a),
+        worse=tuple(float(v) for v in worse_a),
+    )
     rule = f"{LEVEL:.0%} CI of the mean paired difference > 0"
     measured = (
         f"{what}: {mean_spread(better_a, percent=percent)} vs "
@@ -173,6 +268,7 @@ def paired_claim(
             measured + f"undefined in every seed {list(seeds)}",
             "inconclusive",
             rule,
+            evidence,
         )
     return Claim(
         code,
@@ -180,6 +276,7 @@ def paired_claim(
         measured + f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
         found.verdict,
         rule,
+        evidence,
     )
 
 
@@ -199,13 +296,28 @@ def threshold_claim(
     array = np.asarray(values, dtype=float)
     if array.ndim != 1 or array.size == 0:
         raise TlabError(f"threshold_claim needs one value per seed, got {array.tolist()}")
-    found, note = _finite_effect(array - threshold if above else threshold - array)
+    margins = array - threshold if above else threshold - array
+    found, note = _finite_effect(margins)
+    evidence = Evidence(
+        _seeds(seeds),
+        tuple(float(v) for v in margins),
+        found,
+        percent,
+        values=tuple(float(v) for v in array),
+        threshold=float(threshold),
+        above=above,
+    )
     side = ">" if above else "<"
     shown = f"{100 * threshold:g}%" if percent else f"{threshold:g}"
     rule = f"{LEVEL:.0%} CI of the mean {side} {shown}"
     if found is None:
         return Claim(
-            code, statement, f"{what}: undefined in every seed {list(seeds)}", "inconclusive", rule
+            code,
+            statement,
+            f"{what}: undefined in every seed {list(seeds)}",
+            "inconclusive",
+            rule,
+            evidence,
         )
     return Claim(
         code,
@@ -214,6 +326,7 @@ def threshold_claim(
         f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
         found.verdict,
         rule,
+        evidence,
     )
 
 
@@ -257,4 +370,5 @@ def _combined(code: str, statement: str, parts: Sequence[Claim], how: str) -> Cl
         "; ".join(f"({i}) {p.measured}" for i, p in enumerate(parts, 1)),
         verdict,
         join.join(f"({i}) {p.rule}: {p.verdict}" for i, p in enumerate(parts, 1)),
+        parts=tuple(parts),
     )

@@ -1,4 +1,5 @@
-"""Command line: ``python -m tlab run | notebooks | domains | presets | prepare | zoo | sweep``.
+"""Command line: ``python -m tlab run | notebooks | domains | presets | prepare | zoo | sweep |
+report``.
 
 Errors the user can fix (a TlabError) print as one line prefixed ``tlab: error:`` and exit 2;
 failures inside notebooks are listed in the run's index and exit 1.
@@ -149,6 +150,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from tlab.runs.report import write_report
+
+    written = write_report(args.runs, args.out, readme=args.readme)
+    print(f"report: {written['html']}\nclaims table: {written['markdown']}")
+    if args.readme:
+        state = "updated" if "readme" in written else "already up to date"
+        print(f"{args.readme}: claims block {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="use a running Dask cluster, e.g. tcp://127.0.0.1:8786",
     )
     sweep.set_defaults(func=_cmd_sweep)
+    report = sub.add_parser(
+        "report",
+        help="one offline page: every paper's claims, its numbers and the lab's, per preset",
+    )
+    report.add_argument(
+        "--runs", default="runs", help="folder searched for record.json files (default: runs)"
+    )
+    report.add_argument("--out", default="runs/report", help="output folder (default: runs/report)")
+    report.add_argument(
+        "--readme",
+        metavar="FILE",
+        help="also write the claims table into FILE, between <!-- report:claims:start --> and "
+        "<!-- report:claims:end -->",
+    )
+    report.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from tlab.paths import writable_dir
 from tlab.presets import check_preset
+from tlab.record import RECORD_DIR_ENV
 from tlab.runs.catalog import NotebookInfo, available_notebooks, find_notebook
 from tlab.runs.execute import check_parameters, execute
 from tlab.runs.html_export import export_html, figure_html, first_figure
@@ -35,9 +36,15 @@ class NotebookRun:
 
 
 def run_one(info: NotebookInfo, out_dir: Path, parameters: dict[str, Any]) -> NotebookRun:
-    """Execute one notebook with papermill; never raises for an error inside the notebook."""
+    """Execute one notebook with papermill; never raises for an error inside the notebook.
+
+    The notebook records into ``out_dir/records/<name>/record.json`` (:mod:`tlab.record`), so
+    ``python -m tlab report --runs out_dir`` reads its claims.
+    """
     output = out_dir / f"{info.name}.ipynb"
-    run = execute(info.path, output, parameters)
+    records = out_dir.resolve() / "records" / info.name
+    records.mkdir(parents=True, exist_ok=True)
+    run = execute(info.path, output, parameters, kernel_env={RECORD_DIR_ENV: str(records)})
     page = export_html(output) if output.exists() else None
     return NotebookRun(
         name=info.name,

@@ -16,8 +16,8 @@ and run it::
     python -m tlab sweep 00 --grid examples/grids/00_eps_seed.yaml --workers 2
     python -m tlab sweep 00 --grid ... --scheduler tcp://scheduler-host:8786  # a running cluster
 
-To get numbers into the table, the notebook ends with ``tlab.runs.record.record({...})`` (see
-:mod:`tlab.runs.record`); a notebook that records nothing still gets one row per point (status,
+To get numbers into the table, the notebook ends with ``tlab.record.record({...})`` (see
+:mod:`tlab.record`); a notebook that records nothing still gets one row per point (status,
 time).
 
 Each point runs the notebook headless with papermill (kernel ``python3``, working folder = the
@@ -27,7 +27,7 @@ done / failed / remaining. Results land in ``--out`` (default ``runs/sweep-<note
 
     OUT/<point-id>/<notebook>.ipynb   the executed notebook
     OUT/<point-id>/point.json         the point's parameters (written before it starts)
-    OUT/<point-id>/record.json        what the notebook recorded with tlab.runs.record.record(...)
+    OUT/<point-id>/record.json        what the notebook recorded with tlab.record.record(...)
     OUT/<point-id>/result.json        status, error, time, metrics; "complete": true when done
     OUT/results.csv, results.parquet  the tidy table (below)
     OUT/summary.html                  each metric against each varied parameter (plotly)
@@ -102,10 +102,7 @@ from tlab.checks import check_positive_int
 from tlab.errors import TlabError
 from tlab.paths import writable_dir
 from tlab.presets import Knob, PresetTable
-from tlab.runs.cluster import connect, local_kernel_env
-from tlab.runs.execute import execute
-from tlab.runs.grid import Point, load_grid, plan_points, resolve_notebook
-from tlab.runs.record import (
+from tlab.record import (
     POINT_FILE,
     RECORD_DIR_ENV,
     RECORD_FILE,
@@ -113,6 +110,9 @@ from tlab.runs.record import (
     read_complete,
     write_json_atomic,
 )
+from tlab.runs.cluster import connect, local_kernel_env
+from tlab.runs.execute import execute
+from tlab.runs.grid import Point, load_grid, plan_points, resolve_notebook
 from tlab.runs.sweep_results import RESULT_FILE, timestamp, write_outputs
 
 MANIFEST_FILE = "sweep.json"

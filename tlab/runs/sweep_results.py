@@ -192,7 +192,7 @@ def write_outputs(out_dir: Path, notebook: Path, points: list[Point]):
     figures = summary_figures(table)
     counts = table.drop_duplicates("point_id")["status"].value_counts().to_dict()
     plots = "\n".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figures) or (
-        "<p>No metric to plot: call <code>tlab.runs.record.record({...})</code> at the end of the "
+        "<p>No metric to plot: call <code>tlab.record.record({...})</code> at the end of the "
         "notebook, or vary a parameter.</p>"
     )
     page = (

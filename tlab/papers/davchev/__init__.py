@@ -6,13 +6,13 @@ figures (:mod:`~tlab.papers.davchev.figures`)."""
 from tlab.papers.davchev import verdicts
 from tlab.papers.davchev.figures import defence_tables_figure, eps_figure
 from tlab.papers.davchev.lab import ROW_VERSION, Lab, evaluate, label_leaking, table
+from tlab.papers.davchev.paper_table import PAPER_TABLE1, paper_name, paper_row
 from tlab.papers.davchev.setup import (
     ALSO_CLEAN_COLUMNS,
     ATTACK_COLUMNS,
     COLUMNS,
     MODES,
     PAPER_EPS,
-    PAPER_TABLE1,
     PGD_STEP_FRACTION,
     PGD_STEPS,
     PRESETS,
@@ -25,8 +25,6 @@ from tlab.papers.davchev.setup import (
     defence_networks,
     frozen_stages,
     network_spec,
-    paper_name,
-    paper_row,
     retrained_layers,
     setup,
     source_spec,

@@ -24,12 +24,11 @@ import pandas as pd
 
 from tlab.papers.claims import Claim, all_of, any_of, paired_claim, threshold_claim
 from tlab.papers.davchev.lab import Lab
+from tlab.papers.davchev.paper_table import paper_name, paper_row
 from tlab.papers.davchev.setup import (
     PAPER_EPS,
     RETRAINED,
     Network,
-    paper_name,
-    paper_row,
     retrained_layers,
 )
 from tlab.papers.evaluate import eps_index
@@ -164,6 +163,7 @@ def transfer_claims(lab: Lab) -> list[Claim]:
                     what=f"BB ratio R_pgd->nat {layers[retrained]} / R_pgd vs "
                     f"R_fgsm->nat {layers[retrained]} / R_fgsm",
                     seeds=seeds,
+                    percent=False,
                 )
                 for retrained in RETRAINED
             ],
@@ -198,7 +198,7 @@ def transfer_claims(lab: Lab) -> list[Claim]:
 def transfer_record(lab: Lab) -> dict[str, float]:
     """The means behind D1 (the transferred ratio per source and strategy, and the last-block
     transfers' black-box accuracy, the Table 1 cells a report sets beside the paper's) and D2,
-    for :func:`tlab.runs.record.record`."""
+    for :func:`tlab.record.record`."""
     d1, d2 = d1_frame(lab), leaking_frame(lab)
     seeds, eps = lab.setup.seeds, lab.setup.eps
     last_block = {
@@ -236,7 +236,7 @@ def d3_claims(lab: Lab) -> list[Claim]:
 
 
 def d3_record(lab: Lab) -> dict[str, float]:
-    """The means behind D3, for :func:`tlab.runs.record.record`."""
+    """The means behind D3, for :func:`tlab.record.record`."""
     d3 = d3_frame(lab)
     return {
         "d3_pgd_pgd_all_wb_pgd": float(d3["R_pgd->pgd all: WB-PGD"].mean()),

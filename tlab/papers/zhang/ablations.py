@@ -373,7 +373,7 @@ def variant_order(table: pd.DataFrame, ablation: str) -> list[str]:
 
 
 def record_metrics(table: pd.DataFrame, eps: int = 8) -> dict[str, float]:
-    """Flat ``{name: mean over seeds}`` for :func:`tlab.runs.record.record`, e.g.
+    """Flat ``{name: mean over seeds}`` for :func:`tlab.record.record`, e.g.
     ``n_b_50_clean_ft0``, ``source_grey_syndigits_wb8_scratch``."""
     out: dict[str, float] = {}
     part = table[table["eps"] == eps]

@@ -145,7 +145,7 @@ def median_claims(
 
 def record_metrics(rows: Mapping[Model, Rows], eps: float) -> dict[str, float]:
     """Means over seeds of the per-seed mean and median norms (and, where every seed has both
-    groups, of the fooled / resisted medians), for :func:`tlab.runs.record.record`."""
+    groups, of the fooled / resisted medians), for :func:`tlab.record.record`."""
     out: dict[str, float] = {}
     for (role, k), model_rows in rows.items():
         name = {"Scratch": "scratch", "CommonInit": "commoninit"}.get(role, f"ft{k}")

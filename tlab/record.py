@@ -2,7 +2,7 @@
 
 A notebook ends with one call::
 
-    from tlab.runs.record import record
+    from tlab.record import record
     record({"clean_accuracy": clean, "adversarial_accuracy": adv}, zoo_key=entry.key)
 
 Under ``python -m tlab sweep`` (see :mod:`tlab.runs.sweep`) the kernel that runs the notebook has
@@ -13,7 +13,12 @@ holding:
 - ``parameters``: the values the sweep injected (read from the ``point.json`` the sweep wrote in
   the same folder), updated with any ``parameters=`` passed explicitly;
 - ``metrics``: name -> number (the things the sweep tabulates and plots);
-- ``extra``: any other JSON-able facts passed as keywords (a zoo key, a note, ...);
+- ``extra``: any other JSON-able facts passed as keywords (a zoo key, a note, ...), among them
+  ``preset``, written by :func:`begin` when the notebook starts;
+- ``claims``: the claims of the notebook's claims tables (:func:`record_claims`, called by
+  :func:`tlab.papers.claims.claims_table`), each as :meth:`tlab.papers.claims.Claim.as_record`
+  gives it: code, statement, verdict, the per-seed effect with its 95 % interval and the
+  number of seeds; ``python -m tlab report`` (:mod:`tlab.runs.report`) reads them;
 - ``recorded_at`` and ``started_at`` (ISO times) and ``versions`` of the main libraries;
 - ``complete: true``, the last key of the file.
 
@@ -21,7 +26,9 @@ The file is written to a temporary name, flushed to disk and renamed into place,
 interruption (Ctrl-C, a killed worker) leaves either the previous file or none -- never a
 half-written one that looks finished. Readers accept a record only if it parses and ends with
 ``complete: true`` (:func:`read_complete`). Calling :func:`record` again in the same run merges
-the new metrics and extras into the earlier ones.
+the new metrics and extras into the earlier ones; :func:`begin`, which
+:func:`tlab.notebook.startup.start` calls first thing in every notebook, starts a new record
+(what an earlier run left in the folder belongs to that run).
 
 Outside a sweep (``TLAB_RECORD_DIR`` unset) :func:`record` writes nothing: it checks the metrics
 and returns the record it would have written, so a notebook runs the same way interactively.
@@ -34,7 +41,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from numbers import Integral, Real
 from pathlib import Path
@@ -143,20 +150,104 @@ def record(
     """
     values = check_metrics(metrics)
     extras = {name: _json_able(name, value) for name, value in extra.items()}
+    folder = _checked_record_dir()
+    previous = _previous(folder)
+    return _write(
+        folder,
+        parameters=parameters or {},
+        metrics={**previous.get("metrics", {}), **values},
+        extra={**previous.get("extra", {}), **extras},
+        claims=previous.get("claims", []),
+    )
+
+
+def begin(preset: str) -> dict[str, Any]:
+    """Start this run's record with its ``preset`` (as ``extra["preset"]``), replacing whatever
+    an earlier run left in the folder; outside a recorded run, write nothing.
+
+    :func:`tlab.notebook.startup.start` calls it, so the preset is in the record even when the
+    notebook runs with its default ``PRESET`` and nothing injected it.
+    """
+    return _write(_checked_record_dir(), parameters={}, metrics={}, extra={"preset": preset})
+
+
+def record_claims(claims: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Add ``claims`` (each as :meth:`tlab.papers.claims.Claim.as_record` gives it) to this run's
+    record, and return the record; outside a recorded run, write nothing.
+
+    A claim with the code and statement of one recorded earlier in the run replaces it (a table
+    shown twice is recorded once); the others keep their order.
+    """
+    entries = [_claim_entry(claim) for claim in claims]
+    folder = _checked_record_dir()
+    previous = _previous(folder)
+    merged = {(c["code"], c["statement"]): c for c in previous.get("claims", [])}
+    merged |= {(c["code"], c["statement"]): c for c in entries}
+    return _write(
+        folder,
+        parameters={},
+        metrics=previous.get("metrics", {}),
+        extra=previous.get("extra", {}),
+        claims=list(merged.values()),
+        keep_parameters=previous.get("parameters"),
+    )
+
+
+def _claim_entry(claim: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(claim, Mapping) or not all(
+        isinstance(claim.get(key), str) for key in ("code", "statement", "verdict")
+    ):
+        raise TlabError(
+            "record_claims() takes claims as Claim.as_record() gives them (code, statement, "
+            f"verdict, ...); got {claim!r}"
+        )
+    try:
+        json.dumps(claim, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TlabError(
+            f"claim {claim['code']!r} cannot be written as JSON ({exc}); record claims as "
+            "Claim.as_record() gives them (undefined numbers as None)"
+        ) from exc
+    return dict(claim)
+
+
+def _checked_record_dir() -> Path | None:
     folder = record_dir()
     if folder is not None and not folder.is_dir():
         raise TlabError(
             f"{RECORD_DIR_ENV}={folder} is not a folder; create it or unset "
             f"{RECORD_DIR_ENV} to record nothing"
         )
+    return folder
+
+
+def _previous(folder: Path | None) -> dict[str, Any]:
+    return (read_complete(folder / RECORD_FILE) if folder else None) or {}
+
+
+def _write(
+    folder: Path | None,
+    *,
+    parameters: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    claims: Sequence[Mapping[str, Any]] = (),
+    keep_parameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The record of this run (written to ``folder`` unless it is None): the point's injected
+    parameters updated with ``parameters`` (or ``keep_parameters``, those already recorded)."""
     point = (read_complete(folder / POINT_FILE) if folder else None) or {}
-    previous = (read_complete(folder / RECORD_FILE) if folder else None) or {}
-    merged_params = {**point.get("parameters", {}), **dict(parameters or {})}
+    merged_params = (
+        dict(keep_parameters)
+        if keep_parameters is not None
+        else {**point.get("parameters", {}), **dict(parameters)}
+    )
     data = {
         "point_id": point.get("point_id"),
         "parameters": merged_params,
-        "metrics": {**previous.get("metrics", {}), **values},
-        "extra": {**previous.get("extra", {}), **extras},
+        "metrics": dict(metrics),
+        "extra": dict(extra),
+        "claims": list(claims),
         "started_at": point.get("started_at"),
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": library_versions(),
