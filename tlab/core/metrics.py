@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import numpy as np
 import pandas as pd
@@ -159,22 +159,30 @@ def _attack_correct_inputs(
     )
 
 
+class EvalOptions(TypedDict, total=False):
+    """How an adversarial evaluation runs: ``batch_size`` images attacked at a time (default
+    :data:`DEFAULT_BATCH_SIZE`), and ``keep_examples`` to return the adversarial images and
+    predictions too."""
+
+    batch_size: int
+    keep_examples: bool
+
+
 def adversarial_accuracy(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     attack: AttackFn,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    keep_examples: bool = False,
+    **options: Unpack[EvalOptions],
 ) -> AdversarialResult:
     """White-box robustness: attack ``model`` itself on the inputs it classifies correctly.
 
     Zhang et al. (2020, Sec. 3.4.1 and 4.2). ``attack`` is any ``attack(model, x, y) -> x_adv``,
     e.g. ``tlab.attacks.gradient.make_attack("fgsm", eps=0.0625)``; it receives the true labels and
-    is called on ``batch_size`` images at a time.
+    is called on ``batch_size`` images at a time (:class:`EvalOptions`). It is
+    :func:`blackbox_accuracy` with the model as its own source.
     """
-    return _attack_correct_inputs(model, model, x, y, attack, batch_size, keep_examples)
+    return blackbox_accuracy(model, model, x, y, attack, **options)
 
 
 def blackbox_accuracy(

@@ -230,6 +230,13 @@ def _check_pairs(better: Sequence[float], worse: Sequence[float]) -> tuple[np.nd
     return better_a, worse_a
 
 
+def _claim(code: str, statement: str, measured: str, rule: str, evidence: Evidence) -> Claim:
+    """The claim whose verdict is its evidence's (``inconclusive`` where the effect is undefined
+    in every seed)."""
+    verdict = evidence.effect.verdict if evidence.effect is not None else "inconclusive"
+    return Claim(code, statement, measured, verdict, rule, evidence)
+
+
 def paired_claim(
     code: str,
     statement: str,
@@ -262,22 +269,10 @@ def paired_claim(
         f"{mean_spread(worse_a, percent=percent)}; difference "
     )
     if found is None:
-        return Claim(
-            code,
-            statement,
-            measured + f"undefined in every seed {list(seeds)}",
-            "inconclusive",
-            rule,
-            evidence,
-        )
-    return Claim(
-        code,
-        statement,
-        measured + f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
-        found.verdict,
-        rule,
-        evidence,
-    )
+        measured += f"undefined in every seed {list(seeds)}"
+    else:
+        measured += f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})"
+    return _claim(code, statement, measured, rule, evidence)
 
 
 def threshold_claim(
@@ -311,23 +306,13 @@ def threshold_claim(
     shown = f"{100 * threshold:g}%" if percent else f"{threshold:g}"
     rule = f"{LEVEL:.0%} CI of the mean {side} {shown}"
     if found is None:
-        return Claim(
-            code,
-            statement,
-            f"{what}: undefined in every seed {list(seeds)}",
-            "inconclusive",
-            rule,
-            evidence,
+        measured = f"{what}: undefined in every seed {list(seeds)}"
+    else:
+        measured = (
+            f"{what}: {mean_spread(array, percent=percent)}; margin over {shown} "
+            f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})"
         )
-    return Claim(
-        code,
-        statement,
-        f"{what}: {mean_spread(array, percent=percent)}; margin over {shown} "
-        f"{found.describe(percent=percent)}{note} (seeds {list(seeds)})",
-        found.verdict,
-        rule,
-        evidence,
-    )
+    return _claim(code, statement, measured, rule, evidence)
 
 
 def all_of(code: str, statement: str, parts: Sequence[Claim]) -> Claim:

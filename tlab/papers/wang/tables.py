@@ -40,6 +40,16 @@ def success_rate(
     return float(hits.float().mean())
 
 
+def _attack_recipe(lab: SeedLab, attack: MimicrySettings, **more: Any) -> dict[str, Any]:
+    """What a cached attack table hashes: the students, the teacher, the attack and ``more``."""
+    return {
+        "students": {k: e.key for k, e in lab.students.items()},
+        "teacher": lab.teacher.key,
+        "attack": attack.recipe(),
+        **more,
+    }
+
+
 def targeted_table(
     lab: SeedLab,
     layers: Sequence[int],
@@ -61,13 +71,7 @@ def targeted_table(
     for layer in layers:
         for budget in budgets:
             point = replace(attack, layer=int(layer), budget=float(budget))
-            recipe = {
-                "students": {k: e.key for k, e in lab.students.items()},
-                "teacher": lab.teacher.key,
-                "attack": point.recipe(),
-                "n": n_pairs,
-                "pair_seed": pair_seed,
-            }
+            recipe = _attack_recipe(lab, point, n=n_pairs, pair_seed=pair_seed)
 
             def compute(point: MimicrySettings = point) -> list[dict[str, Any]]:
                 out = crafted(lab, point, n_pairs, pair_seed)
@@ -99,14 +103,7 @@ def untargeted_table(
     lab: SeedLab, attack: MimicrySettings, n_sources: int, n_guides: int = 5, seed: int = 0
 ) -> list[dict[str, Any]]:
     """Non-targeted success of every student (Sec. 4.2; cached): one row per student."""
-    recipe = {
-        "students": {k: e.key for k, e in lab.students.items()},
-        "teacher": lab.teacher.key,
-        "attack": attack.recipe(),
-        "n": n_sources,
-        "guides": n_guides,
-        "seed": seed,
-    }
+    recipe = _attack_recipe(lab, attack, n=n_sources, guides=n_guides, seed=seed)
 
     def compute() -> list[dict[str, Any]]:
         out = crafted_untargeted(lab, attack, n_sources, n_guides, seed)

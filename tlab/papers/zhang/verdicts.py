@@ -228,6 +228,35 @@ def _values(
     return rows.sort_values("seed")[metric].tolist()
 
 
+def _ft_beats_scratch(
+    table: pd.DataFrame,
+    where: tuple[str, str, str],
+    statement: str,
+    whats: tuple[str, str],
+    *,
+    eps: int,
+    depth: str,
+) -> list[Claim]:
+    """FT beats Scratch in clean and in white-box accuracy for one variant, paired by seed.
+    ``where`` is (claim code, ablation, variant); ``statement`` has a ``{what}`` slot, filled
+    with each of ``whats`` (how the clean and the white-box metric read)."""
+    code, ablation, variant = where
+    out = []
+    for metric, what in zip(("clean", "wb"), whats, strict=True):
+        diff, seeds = _paired(table, ablation, eps, depth, variant, metric)
+        out.append(
+            paired_claim(
+                code,
+                statement.format(what=what),
+                diff,
+                [0.0] * len(diff),
+                what=f"FT − Scratch, {what}",
+                seeds=seeds,
+            )
+        )
+    return out
+
+
 def ablation_claims(table: pd.DataFrame, eps: int = 8, depth: str = "0") -> list[Claim]:
     """Zhang et al.'s Sec. 6.2-6.4 statements tested on this run's numbers (verdicts computed).
 
@@ -245,21 +274,12 @@ def ablation_claims(table: pd.DataFrame, eps: int = 8, depth: str = "0") -> list
     out: list[Claim] = []
     present = set(table["ablation"]) if len(table) else set()
     at = f"{eps}/255"
+    beats = functools.partial(_ft_beats_scratch, table, eps=eps, depth=depth)
     if "n_a" in present:
         order = variant_order(table, "n_a")
         small, large = order[0], order[-1]
-        for metric, what in (("clean", "clean"), ("wb", f"white-box @ {at}")):
-            diff, seeds = _paired(table, "n_a", eps, depth, small, metric)
-            out.append(
-                paired_claim(
-                    "Fig. 7",
-                    f"FT's {what} > Scratch's even with a small source ({small})",
-                    diff,
-                    [0.0] * len(diff),
-                    what=f"FT − Scratch, {what}",
-                    seeds=seeds,
-                )
-            )
+        statement = f"FT's {{what}} > Scratch's even with a small source ({small})"
+        out += beats(("Fig. 7", "n_a", small), statement, ("clean", f"white-box @ {at}"))
         if len(order) > 1:
             d_small, seeds = _paired(table, "n_a", eps, depth, small, "clean")
             d_large, _ = _paired(table, "n_a", eps, depth, large, "clean")
@@ -301,18 +321,8 @@ def ablation_claims(table: pd.DataFrame, eps: int = 8, depth: str = "0") -> list
         )
     if "arch" in present:
         arch = variant_order(table, "arch")[-1]
-        for metric, what in (("clean", "clean accuracy"), ("wb", f"white-box accuracy @ {at}")):
-            diff, seeds = _paired(table, "arch", eps, depth, arch, metric)
-            out.append(
-                paired_claim(
-                    "Fig. 9",
-                    f"{arch}: FT's {what} > Scratch's",
-                    diff,
-                    [0.0] * len(diff),
-                    what=f"FT − Scratch, {what}",
-                    seeds=seeds,
-                )
-            )
+        whats = ("clean accuracy", f"white-box accuracy @ {at}")
+        out += beats(("Fig. 9", "arch", arch), f"{arch}: FT's {{what}} > Scratch's", whats)
         diff, seeds = _paired(table, "arch", eps, depth, arch, "bb")
         out.append(
             paired_claim(
