@@ -13,6 +13,8 @@ import pytest
 import torch
 from torch import nn
 
+import tlab
+from tlab.core import zoo
 from tlab.core.metrics import accuracy, adversarial_accuracy, blackbox_accuracy
 from tlab.core.models import build_model, freeze
 from tlab.errors import TlabError, UnknownNameError
@@ -385,7 +387,12 @@ def _all_keys(s):
 
 
 @pytest.mark.parametrize("preset", ["quick", "standard"])
-def test_quick_and_standard_models_keep_their_zoo_keys(preset):
+def test_quick_and_standard_models_keep_their_zoo_keys(preset, monkeypatch):
+    # zoo keys include the version, the zoo format and the training precision: those the
+    # pinned keys were made under
+    monkeypatch.setattr(tlab, "__version__", "0.1.0")
+    monkeypatch.setattr(zoo, "ZOO_FORMAT", 3)
+    monkeypatch.setenv("TLAB_PRECISION", "bfloat16")
     s = davchev.setup(preset)
     keys = _all_keys(s)
     assert len(keys) == {"quick": 35, "standard": 97}[preset]
