@@ -394,6 +394,7 @@ def test_quick_and_standard_models_keep_their_zoo_keys(preset, monkeypatch):
     monkeypatch.setattr(zoo, "ZOO_FORMAT", 3)
     monkeypatch.setenv("TLAB_PRECISION", "bfloat16")
     s = davchev.setup(preset)
+    s = dataclasses.replace(s, seeds=s.seeds[:3])  # the keys were pinned with 3 standard seeds
     keys = _all_keys(s)
     assert len(keys) == {"quick": 35, "standard": 97}[preset]
     assert hashlib.sha256("\n".join(keys).encode()).hexdigest() == KEYS_BEFORE[preset]

@@ -306,6 +306,12 @@ def test_wang_defence_verdicts_compare_neuron_distance_with_its_control():
     assert numbers["control_success"] == pytest.approx([0.3, 0.29, 0.28])
 
 
+def test_every_preset_bounds_the_attack_by_the_authors_multi_scale_dssim():
+    for preset in ("quick", "standard", "paper"):
+        assert wang.setup(preset).attack(3, 0.01).budget_kind == "ms_dssim"
+    assert wang.setup("quick").attack(3, 50.0, budget_kind="l2").budget_kind == "l2"
+
+
 def test_the_paper_preset_attacks_with_the_papers_learning_rate_and_rounds_pixels():
     quick, paper = wang.setup("quick").attack(3, 0.01), wang.setup("paper").attack(3, 0.01)
     assert (quick.lr, quick.round_pixels, quick.steps) == (wang.ATTACK_LR, False, 100)
@@ -314,5 +320,5 @@ def test_the_paper_preset_attacks_with_the_papers_learning_rate_and_rounds_pixel
     # settings made before rounding existed hash as they did
     before = {"layer": 3, "budget": 0.01, "steps": 100, "budget_kind": "dssim",
               "lr": wang.ATTACK_LR, "input_dropout": 0.0, "eot_samples": 1}  # fmt: skip
-    assert quick.recipe() == before
+    assert wang.setup("quick").attack(3, 0.01, budget_kind="dssim").recipe() == before
     assert paper.options(seed=4)["seed"] == 4 and paper.options()["lr"] == 1.0

@@ -19,7 +19,7 @@ def test_standard_preset_is_the_studied_default():
     s = zhang.setup("standard")
     assert s.source == "syndigits" and s.common == "letters"
     assert s.target == "syndigits:colour=false,seed=1,n_test=500"
-    assert (s.n_a, s.n_b, s.n_c, s.seeds, s.frozen) == (2000, 100, 2000, (0, 1, 2), (0, 4))
+    assert (s.n_a, s.n_b, s.n_c, s.seeds, s.frozen) == (2000, 100, 2000, (0, 1, 2, 3, 4), (0, 4))
     assert s.eps_grid == pytest.approx([2 / 255, 4 / 255, 8 / 255, 16 / 255])
     assert (s.train_a.patience, s.train_b.patience, s.train_b.epochs) == (None, 15, 60)
     assert s.max_frozen == 4

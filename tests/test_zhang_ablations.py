@@ -23,7 +23,7 @@ def test_standard_plan_sweeps_the_papers_factors_and_reuses_the_default():
     base = za.base_setup("standard")
     p = za.plan(base)
     assert [v.setup.n_b for v in p["n_b"]] == [50, 100, 200, 500]
-    assert all(v.setup.seeds == (0, 1, 2) for v in p["n_b"])
+    assert all(v.setup.seeds == (0, 1, 2, 3, 4) for sweep in p.values() for v in sweep)
     assert [v.setup.n_a for v in p["n_a"]] == [500, 1000, 2000]
     assert [v.setup.source for v in p["source"]][1] == "syndigits:colour=false"
     wrn = p["arch"][1].setup

@@ -73,7 +73,7 @@ PRESETS = PresetTable(
         "teacher_epochs": Knob(4, 8, 10, "epochs of the teacher on letters"),
         "teacher_n": Knob(2000, 4000, None, "letters the teacher trains on (None: all)"),
         "student_epochs": Knob(4, 10, 20, "epochs of each student on digits"),
-        "seeds": Knob(1, 3, 3, "teacher/student seeds the claims average over"),
+        "seeds": Knob(1, 5, 3, "teacher/student seeds the claims average over"),
         "pairs": Knob(8, 20, 200, "(source, target) image pairs per attack"),
         "steps": Knob(100, 250, 2000, "optimiser steps per mimicry attack"),
         "extra_budgets": Knob(
@@ -92,6 +92,12 @@ PRESETS = PresetTable(
             ATTACK_LR,
             1.0,
             "Adadelta learning rate of attacks and fingerprints (paper: 1)",
+        ),
+        "budget_kind": Knob(
+            "ms_dssim",
+            "ms_dssim",
+            "ms_dssim",
+            "what the budget P bounds: the authors' 5-scale DSSIM (tlab.attacks.msssim)",
         ),
         "round_pixels": Knob(
             False, False, True, "crafted images rounded to whole 8-bit pixels (the authors' code)"
@@ -261,6 +267,7 @@ class Setup:
     retrain_epochs: int
     extra_thresholds: list[float]
     attack_lr: float
+    budget_kind: str
     round_pixels: bool
 
     def spec(self, role: str, seed: int = 0) -> ModelSpec:
@@ -274,14 +281,14 @@ class Setup:
 
     def attack(self, layer: int, budget: float, steps: int = 0, **extra: Any) -> MimicrySettings:
         """The preset's mimicry settings at layer K and budget P (``steps`` 0: the preset's;
-        ``extra``: ``budget_kind``, ``input_dropout``, ``eot_samples``)."""
+        ``extra``: ``budget_kind`` to replace the preset's, ``input_dropout``, ``eot_samples``)."""
+        settings: dict[str, Any] = {
+            "budget_kind": self.budget_kind,
+            "lr": self.attack_lr,
+            "round_pixels": self.round_pixels,
+        }
         return MimicrySettings(
-            layer=layer,
-            budget=budget,
-            steps=steps or self.steps,
-            lr=self.attack_lr,
-            round_pixels=self.round_pixels,
-            **extra,
+            layer=layer, budget=budget, steps=steps or self.steps, **{**settings, **extra}
         )
 
 

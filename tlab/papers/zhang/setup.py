@@ -231,7 +231,7 @@ PRESETS = PresetTable(
             "FGSM budgets in [0, 1] pixels (the paper's, halved)",
         ),
         "eval_n": Knob(300, None, None, "test images of B attacked (None: all)"),
-        "seeds": Knob((0,), (0, 1, 2), (0, 1, 2), "training seeds"),
+        "seeds": Knob((0,), (0, 1, 2, 3, 4), (0, 1, 2), "training seeds"),
         "frozen_train_mode": Knob(
             False,
             False,
@@ -280,7 +280,7 @@ def setup(
       few epochs. Numbers are noisy.
     - ``standard``: the default domains at the size the study chose (``docs/zhang_default.md``):
       n_A = n_C = 2000, n_B = 100, Adam, A 10 epochs, B up to 60 epochs with patience 15;
-      seeds 0, 1, 2; FT frozen 0 and 4; eps 2, 4, 8, 16/255.
+      seeds 0-4; FT frozen 0 and 4; eps 2, 4, 8, 16/255.
     - ``paper``: a task of :data:`PAPER_TASKS` (``task``, default ``"M->U"``), real datasets,
       SGD lr 0.01 momentum 0.9 weight decay 5e-4 (Sec. 4.3's grid), batch 128, early stopping
       with patience 50; the paper's eps converted to [0, 1] pixels; FT's frozen stages run in

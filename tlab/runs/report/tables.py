@@ -111,7 +111,7 @@ def label(report: Report) -> list[str]:
         lines.append(
             "The quick preset trains on tiny subsets with 1 seed: its verdicts are noise (mostly "
             f'"{TOO_FEW}"), a smoke test of the pipeline, not a reproduction; the standard preset '
-            "(3 seeds) tests the claims."
+            "(5 seeds) tests the claims."
         )
     return lines
 
