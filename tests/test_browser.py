@@ -118,7 +118,7 @@ def test_the_checks_catch_a_panel_whose_figure_never_redraws(lab):
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Notebooks 00 and 03 run and exported as ``python -m tlab run`` does (warm data)."""
     out = tmp_path_factory.mktemp("export")
-    assert cli.main(["run", "00", "03", "--preset", "quick", "--out", str(out)]) == 0
+    assert cli.main(["run", "00", "03", "--preset", "smoke", "--out", str(out)]) == 0
     return out
 
 

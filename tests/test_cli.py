@@ -82,9 +82,10 @@ def test_presets_prints_every_paper_table_from_the_tables_themselves(capsys):
     out = capsys.readouterr().out
     for module in (zhang, davchev, wang):
         assert module.PRESETS.title in out
-    # rows come from the tables: Zhang's B trains 20 / 60 / 300 epochs
+    # rows come from the tables: Zhang's B trains 20 / 60 / 60 / 300 epochs
     row = next(line for line in out.splitlines() if line.split()[:1] == ["epochs_b"])
-    assert row.split()[1:4] == [
+    assert row.split()[1:5] == [
+        str(zhang.PRESETS.knobs["epochs_b"].smoke),
         str(zhang.PRESETS.knobs["epochs_b"].quick),
         str(zhang.PRESETS.knobs["epochs_b"].standard),
         str(zhang.PRESETS.knobs["epochs_b"].paper),

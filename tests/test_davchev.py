@@ -103,7 +103,7 @@ def test_table_reads_one_eps_and_names_the_evaluated_ones():
 @pytest.fixture
 def tiny(tlab_data, one_thread):
     """A tiny setup on digits only (source and target), trained in seconds."""
-    s = davchev.setup("quick")
+    s = davchev.setup("smoke")
     return dataclasses.replace(
         s,
         source_domain="digits",
@@ -369,10 +369,10 @@ def test_fig5_tables_hold_each_defence_across_strategies_normalised_on_their_own
     assert {s.xref for s in fig.layout.shapes} == {"x domain", "x", "x2 domain", "x2"}
 
 
-#: Zoo keys of the quick and standard presets before the paper preset's frozen_train_mode
+#: Zoo keys of the smoke (once "quick") and standard presets before frozen_train_mode
 #: (issue 15): the sha256 of every key of every network, seed, substitute and source, in order.
 KEYS_BEFORE = {
-    "quick": "8923e7457f45cae37f036f33873075ebc07af8ac5c294ac06b5633d2d3fa9084",
+    "smoke": "8923e7457f45cae37f036f33873075ebc07af8ac5c294ac06b5633d2d3fa9084",
     "standard": "fd58ec91f1762f624ce7cac84710d6fb34813027f939e04b9c43ac824974847a",
 }
 
@@ -386,8 +386,8 @@ def _all_keys(s):
     return keys + [davchev.source_spec(s, mode, 0).key() for mode in davchev.MODES]
 
 
-@pytest.mark.parametrize("preset", ["quick", "standard"])
-def test_quick_and_standard_models_keep_their_zoo_keys(preset, monkeypatch):
+@pytest.mark.parametrize("preset", ["smoke", "standard"])
+def test_smoke_and_standard_models_keep_their_zoo_keys(preset, monkeypatch):
     # zoo keys include the version, the zoo format and the training precision: those the
     # pinned keys were made under
     monkeypatch.setattr(tlab, "__version__", "0.1.0")
@@ -396,9 +396,9 @@ def test_quick_and_standard_models_keep_their_zoo_keys(preset, monkeypatch):
     s = davchev.setup(preset)
     s = dataclasses.replace(s, seeds=s.seeds[:3])  # the keys were pinned with 3 standard seeds
     keys = _all_keys(s)
-    assert len(keys) == {"quick": 35, "standard": 97}[preset]
+    assert len(keys) == {"smoke": 35, "standard": 97}[preset]
     assert hashlib.sha256("\n".join(keys).encode()).hexdigest() == KEYS_BEFORE[preset]
-    pinned = {"quick": "0ca57c3c3a5a4c30408d", "standard": "34aa3139486dc853a31a"}[preset]
+    pinned = {"smoke": "0ca57c3c3a5a4c30408d", "standard": "34aa3139486dc853a31a"}[preset]
     assert s.spec(Network("nat", "pgd", "block")).key() == pinned
 
 

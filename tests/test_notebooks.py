@@ -1,9 +1,8 @@
-"""Every notebook runs headless under papermill with the quick preset and shows plotly figures.
+"""Every notebook runs headless under papermill with the smoke preset and shows plotly figures.
 
 Each run goes through the command line (``python -m tlab run NN``), so the runner's outputs --
-executed notebook, HTML export with the figures, index page -- are checked too. The same
-notebooks also run under ``nbval-lax``: ``python -m pytest`` collects ``notebooks/*.ipynb``
-with the options in pyproject.toml.
+executed notebook, HTML export with the figures, index page -- are checked too. (The notebooks
+open with the default ``quick`` preset, minutes per notebook; the suite runs them at ``smoke``.)
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from tlab.runs.catalog import available_notebooks
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("info", available_notebooks(), ids=lambda i: i.name)
-def test_notebook_runs_headless_with_the_quick_preset(info, tmp_path):
-    assert cli.main(["run", info.name, "--preset", "quick", "--out", str(tmp_path)]) == 0
+def test_notebook_runs_headless_with_the_smoke_preset(info, tmp_path):
+    assert cli.main(["run", info.name, "--preset", "smoke", "--out", str(tmp_path)]) == 0
     (run,) = json.loads((tmp_path / "runs.json").read_text())
     assert run["status"] == "ok", run["error"]
     executed = nbformat.read(tmp_path / run["output"], as_version=4)
@@ -33,6 +32,6 @@ def test_notebook_runs_headless_with_the_quick_preset(info, tmp_path):
     assert run["html"] in (tmp_path / "index.html").read_text()
     # `tlab run` records each notebook, preset and claims included, for `tlab report`
     record = json.loads((tmp_path / "records" / info.name / "record.json").read_text())
-    assert record["complete"] and record["extra"]["preset"] == "quick"
+    assert record["complete"] and record["extra"]["preset"] == "smoke"
     shows_claims = any("claims_table(" in c.source for c in executed.cells)
     assert bool(record.get("claims")) == shows_claims

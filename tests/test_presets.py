@@ -12,13 +12,17 @@ from tlab.presets import PRESETS, Knob, PresetTable
 
 
 def test_a_table_gives_each_preset_its_own_column():
-    table = PresetTable("t", {"epochs": Knob(1, 2, 3, "epochs"), "n": Knob(None, 10, 100, "n")})
-    assert table.values("quick") == {"epochs": 1, "n": None}
-    assert table.values("paper") == {"epochs": 3, "n": 100}
+    table = PresetTable(
+        "t", {"epochs": Knob(1, 2, 3, 4, "epochs"), "n": Knob(None, 5, 10, 100, "n")}
+    )
+    assert table.values("smoke") == {"epochs": 1, "n": None}
+    assert table.values("quick") == {"epochs": 2, "n": 5}
+    assert table.values("paper") == {"epochs": 4, "n": 100}
     assert [r["knob"] for r in table.rows()] == ["epochs", "n"]
     assert table.rows()[1] == {
         "knob": "n",
-        "quick": None,
+        "smoke": None,
+        "quick": 5,
         "standard": 10,
         "paper": 100,
         "means": "n",
@@ -49,7 +53,7 @@ def test_setups_and_specs_take_their_sizes_from_the_paper_tables(preset):
 
 
 def test_zhang_panels_offer_every_depth_only_where_the_table_says_so():
-    quick, standard = zhang.setup("quick"), zhang.setup("standard")
-    assert quick.panel_depths() == list(quick.frozen)
+    smoke, standard = zhang.setup("smoke"), zhang.setup("standard")
+    assert smoke.panel_depths() == list(smoke.frozen)
     assert standard.panel_depths() == list(range(standard.max_frozen + 1))
-    assert quick.panel_depths([2]) == sorted({2, *quick.frozen})
+    assert smoke.panel_depths([2]) == sorted({2, *smoke.frozen})

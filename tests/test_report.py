@@ -48,7 +48,7 @@ def write_record(
     *,
     claims: Sequence[Claim] = (),
     metrics: dict[str, float] | None = None,
-    preset: str | None = "quick",
+    preset: str | None = "smoke",
     date: str = "2026-01-02",
 ) -> Path:
     """A complete record as a notebook leaves it, written without running one."""
@@ -108,7 +108,7 @@ def test_a_table_shown_again_replaces_its_claims_instead_of_repeating_them(run_d
 def test_outside_a_recorded_run_claims_table_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv(rec.RECORD_DIR_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    start("quick")
+    start("smoke")
     assert list(claims_table([z1([0.9], [0.5])])["verdict"]) == [TOO_FEW]
     assert list(tmp_path.iterdir()) == []
 
@@ -143,26 +143,26 @@ def test_record_claims_refuses_what_the_report_could_not_read(run_dir, claim, me
 
 
 def test_every_claim_is_a_row_per_preset_and_a_missing_one_says_not_run(tmp_path):
-    write_record(tmp_path, "quick/03", claims=[z1([0.9], [0.5])])
+    write_record(tmp_path, "smoke/03", claims=[z1([0.9], [0.5])])
     write_record(
         tmp_path, "standard/03", claims=[z1([0.9, 0.8, 0.7], [0.6, 0.5, 0.55])], preset="standard"
     )
     report = rp.build_report(tmp_path)
-    assert report.presets == ("quick", "standard")
+    assert report.presets == ("smoke", "standard")
     rows = rp.claim_rows(report)
     codes = [c.code for c in report.numbers.claims]
     assert [r.code for r in rows][::2] == codes  # every paper claim, each for both presets
     z1_quick, z1_standard = rows[0], rows[1]
-    assert z1_quick.claim["verdict"] == TOO_FEW and z1_quick.source == "quick/03"
+    assert z1_quick.claim["verdict"] == TOO_FEW and z1_quick.source == "smoke/03"
     assert rp.effect_text(z1_quick.claim) == "+40 points, no interval (n=1)"
     assert z1_standard.claim["verdict"] == "holds"
     assert re.fullmatch(
         r"\+25 points, 95% CI \[\+\d.*, \+\d.*\] \(n=3\)", rp.effect_text(z1_standard.claim)
     )
     d3 = [r for r in rows if r.code == "D3"]
-    assert [(r.preset, r.claim) for r in d3] == [("quick", None), ("standard", None)]
+    assert [(r.preset, r.claim) for r in d3] == [("smoke", None), ("standard", None)]
     table = rp.markdown_table(report)
-    assert "Preset **quick**: 1 recorded run(s) of 2026-01-02; seeds per claim: 1." in table
+    assert "Preset **smoke**: 1 recorded run(s) of 2026-01-02; seeds per claim: 1." in table
     assert "Preset **standard**: 1 recorded run(s) of 2026-01-02; seeds per claim: 3." in table
     assert "| **D3** a robust (PGD) start" in table and "41.3 % vs R_pgd 36.1 %" in table
     assert "qualitative (Sec. 7, Fig. 10)" in table  # Z6: no number in the paper
@@ -349,7 +349,7 @@ def test_the_papers_file_covers_every_claim_and_the_reference_runs_every_claims_
     recorded = {c["code"] for run in report.runs for c in run.claims}
     # the quick preset runs no architecture ablation (notebook 05's ARCHS), hence no Fig. 9
     assert recorded == set(expected) - {"Fig. 9"}
-    assert report.presets == ("quick",) and not report.skipped
+    assert report.presets == ("smoke",) and not report.skipped
 
 
 # ------------------------------------------------------------------ a real notebook, recorded
@@ -360,17 +360,17 @@ def test_a_notebook_run_recorded_gives_the_report_its_claims(tmp_path):
     """Notebook 06 (claim Z6, the cheapest claims after notebook 03's models) at the quick
     preset with two seeds, so that every claim has an interval; then the report from it."""
     info = find_notebook("06")
-    folder = tmp_path / "runs" / "quick" / info.name
+    folder = tmp_path / "runs" / "smoke" / info.name
     folder.mkdir(parents=True)
     run = execute(
         info.path,
         tmp_path / f"{info.name}.ipynb",
-        {"PRESET": "quick", "SEEDS": [0, 1]},
+        {"PRESET": "smoke", "SEEDS": [0, 1]},
         kernel_env={rec.RECORD_DIR_ENV: str(folder)},
     )
     assert run.status == "ok", run.error
     recorded = rec.read_complete(folder / rec.RECORD_FILE)
-    assert recorded["extra"]["preset"] == "quick"
+    assert recorded["extra"]["preset"] == "smoke"
     claims = recorded["claims"]
     assert claims and {c["code"] for c in claims} == {"Z6"}
     written = rp.write_report(tmp_path / "runs", tmp_path / "report")
@@ -380,7 +380,7 @@ def test_a_notebook_run_recorded_gives_the_report_its_claims(tmp_path):
     rows = []
     for claim in claims:
         (row,) = [line for line in table if f"| {claim['statement']} |" in line]
-        assert f"| `quick/{info.name}` |" in row  # the run it came from
+        assert f"| `smoke/{info.name}` |" in row  # the run it came from
         assert f"| {rp.effect_text(claim)} | 2 | **{claim['verdict']}** |" in row  # 2 seeds
         assert claim["verdict"] in ("inconclusive", TOO_FEW)  # fewer than 3 seeds
         assert html.escape(rp.effect_text(claim)) in page

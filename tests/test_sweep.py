@@ -102,12 +102,12 @@ def test_grid_is_the_product_in_file_order_then_explicit_points_all_with_fixed()
 
 
 def test_point_ids_are_readable_stable_and_hash_every_parameter():
-    pid = point_id({"EPS": 0.031372549, "SEED": 1, "PRESET": "quick"}, fixed=("PRESET",))
+    pid = point_id({"EPS": 0.031372549, "SEED": 1, "PRESET": "smoke"}, fixed=("PRESET",))
     assert re.fullmatch(r"EPS-0\.03137_SEED-1-[0-9a-f]{8}", pid), pid
-    assert point_id({"PRESET": "quick", "SEED": 1, "EPS": 0.031372549}, ("PRESET",)) == pid
+    assert point_id({"PRESET": "smoke", "SEED": 1, "EPS": 0.031372549}, ("PRESET",)) == pid
     assert point_id({"EPS": 0.031372549, "SEED": 1, "PRESET": "paper"}, ("PRESET",)) != pid
-    assert point_id({"EPS": 0.031372549, "SEED": 2, "PRESET": "quick"}, ("PRESET",)) != pid
-    assert point_id({"EPS": 0.0313725491, "SEED": 1, "PRESET": "quick"}, ("PRESET",)) != pid
+    assert point_id({"EPS": 0.031372549, "SEED": 2, "PRESET": "smoke"}, ("PRESET",)) != pid
+    assert point_id({"EPS": 0.0313725491, "SEED": 1, "PRESET": "smoke"}, ("PRESET",)) != pid
     assert point_id({}, ()).startswith("point-")
 
 

@@ -13,6 +13,7 @@ from tlab.core.tensorsets import TensorSet
 from tlab.core.zoo import ZooEntry
 from tlab.errors import TlabError, UnknownNameError
 from tlab.papers import wang
+from tlab.presets import PRESETS
 
 TINY = {"widths": [4, 4], "fc_width": 8}
 
@@ -140,13 +141,13 @@ def test_teacher_and_student_specs_per_preset():
 
 
 def test_the_lab_teacher_is_the_first_candidate_so_the_zoo_entry_is_shared():
-    candidates = wang.candidate_specs("quick", 3)
+    candidates = wang.candidate_specs("smoke", 3)
     assert len(candidates) == 3
-    assert next(iter(candidates.values())).key() == wang.teacher_spec("quick", 0).key()
+    assert next(iter(candidates.values())).key() == wang.teacher_spec("smoke", 0).key()
     assert len({spec.key() for spec in candidates.values()}) == 3
     for count in (1, 99):
         with pytest.raises(TlabError):
-            wang.candidate_specs("quick", count)
+            wang.candidate_specs("smoke", count)
 
 
 # ------------------------------------------------------------------------------------ pairs
@@ -307,18 +308,18 @@ def test_wang_defence_verdicts_compare_neuron_distance_with_its_control():
 
 
 def test_every_preset_bounds_the_attack_by_the_authors_multi_scale_dssim():
-    for preset in ("quick", "standard", "paper"):
+    for preset in PRESETS:
         assert wang.setup(preset).attack(3, 0.01).budget_kind == "ms_dssim"
-    assert wang.setup("quick").attack(3, 50.0, budget_kind="l2").budget_kind == "l2"
+    assert wang.setup("smoke").attack(3, 50.0, budget_kind="l2").budget_kind == "l2"
 
 
 def test_the_paper_preset_attacks_with_the_papers_learning_rate_and_rounds_pixels():
-    quick, paper = wang.setup("quick").attack(3, 0.01), wang.setup("paper").attack(3, 0.01)
-    assert (quick.lr, quick.round_pixels, quick.steps) == (wang.ATTACK_LR, False, 100)
+    smoke, paper = wang.setup("smoke").attack(3, 0.01), wang.setup("paper").attack(3, 0.01)
+    assert (smoke.lr, smoke.round_pixels, smoke.steps) == (wang.ATTACK_LR, False, 100)
     assert (paper.lr, paper.round_pixels, paper.steps) == (1.0, True, 2000)
-    assert "round_pixels" not in quick.recipe() and paper.recipe()["round_pixels"] is True
+    assert "round_pixels" not in smoke.recipe() and paper.recipe()["round_pixels"] is True
     # settings made before rounding existed hash as they did
     before = {"layer": 3, "budget": 0.01, "steps": 100, "budget_kind": "dssim",
               "lr": wang.ATTACK_LR, "input_dropout": 0.0, "eot_samples": 1}  # fmt: skip
-    assert wang.setup("quick").attack(3, 0.01, budget_kind="dssim").recipe() == before
+    assert wang.setup("smoke").attack(3, 0.01, budget_kind="dssim").recipe() == before
     assert paper.options(seed=4)["seed"] == 4 and paper.options()["lr"] == 1.0

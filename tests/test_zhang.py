@@ -38,7 +38,7 @@ def test_paper_preset_uses_the_real_tasks_and_halves_the_papers_eps():
     with pytest.raises(TlabError, match="M->U"):
         zhang.setup("paper", task="M->X")
     with pytest.raises(TlabError, match="preset='paper'"):
-        zhang.setup("quick", task="S->M")
+        zhang.setup("smoke", task="S->M")
 
 
 def test_specs_chain_the_right_sources():
@@ -61,16 +61,16 @@ def test_frozen_out_of_range_is_refused_with_the_valid_range(frozen):
 
 
 def test_bad_roles_and_knobs_are_refused():
-    s = zhang.setup("quick")
+    s = zhang.setup("smoke")
     with pytest.raises(TlabError, match="Scratch"):
         s.spec("Teacher")
     with pytest.raises(TlabError, match="only applies to role 'FT'"):
         s.spec("Scratch", frozen=2)
     with pytest.raises(TlabError, match="eps"):
-        zhang.setup("quick", eps=[8])  # 8 is in x255 units: must be 8 / 255
+        zhang.setup("smoke", eps=[8])  # 8 is in x255 units: must be 8 / 255
     with pytest.raises(TlabError, match="seed"):
         s.with_(seeds=())
-    assert zhang.setup("quick", common="none").common == ""
+    assert zhang.setup("smoke", common="none").common == ""
 
 
 def test_eps_index_names_the_evaluated_budgets():
@@ -83,7 +83,7 @@ def test_eps_index_names_the_evaluated_budgets():
 def tiny_lab(tmp_path_factory):
     """Two seeds of a tiny embedded setup, trained once for the module."""
     with tiny_data_folder(tmp_path_factory, "zhang-data"):
-        s = zhang.setup("quick")
+        s = zhang.setup("smoke")
         s = s.with_(
             source="syndigits:n_train=400,n_test=100",
             target="syndigits:colour=false,seed=1,n_train=200,n_test=80",

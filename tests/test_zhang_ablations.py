@@ -92,7 +92,7 @@ def tiny(tmp_path_factory):
     right is an error: with 60 images the worst model got 2 right (bfloat16 training) or 5
     (float32), with 120 it gets 7-8: the table stays well clear of 0 whatever the precision."""
     with tiny_data_folder(tmp_path_factory, "ablation-data"):
-        s = zhang.setup("quick")
+        s = zhang.setup("smoke")
         base = s.with_(
             source=SOURCE,
             target="syndigits:colour=false,seed=1,n_train=200,n_test=120",

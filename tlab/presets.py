@@ -2,10 +2,14 @@
 
 Every notebook has a papermill ``parameters`` cell with ``PRESET`` and its own knobs:
 
-- ``quick``: seconds per notebook on a laptop CPU; small subsets and few epochs. The tests and
-  a first classroom pass use it. Numbers are noisy; the shapes of the curves are what count.
-- ``standard``: minutes per notebook on a 2-core CPU; several seeds, enough training for the
-  papers' qualitative claims to be tested honestly on the embedded domains.
+- ``smoke``: the test suite's preset: tiny subsets, one seed, seconds per notebook. It checks
+  that everything runs; its numbers are noise.
+- ``quick`` (the default every notebook opens with, and ``python -m tlab run``'s): one seed
+  (seed 0), each notebook at most a few minutes cold on a 2-core CPU, sized so that each
+  paper's main effect shows on that seed. Claims that need several seeds read "inconclusive"
+  here; the standard preset tests them.
+- ``standard``: 5 seeds, the same sizes as ``quick``: enough to test the papers' qualitative
+  claims with a verdict, tens of minutes cold.
 - ``paper``: the papers' real tasks and hyperparameters (real datasets, GPU recommended).
 
 What a preset means for one paper lives in that paper's :class:`PresetTable` (``PRESETS`` in
@@ -21,7 +25,7 @@ from typing import Any
 
 from tlab.checks import check_choice
 
-PRESETS = ("quick", "standard", "paper")
+PRESETS = ("smoke", "quick", "standard", "paper")
 
 
 def check_preset(preset: str) -> str:
@@ -33,6 +37,7 @@ def check_preset(preset: str) -> str:
 class Knob:
     """One row of a preset table: a value per preset and what it controls."""
 
+    smoke: Any
     quick: Any
     standard: Any
     paper: Any
@@ -43,7 +48,7 @@ class PresetTable:
     """What each preset means for one paper (or notebook): ``{knob name: Knob}``.
 
     ``table.values(preset)`` is the knobs' values for one preset, as a dict;
-    ``table.rows()`` the whole table for printing (knob, quick, standard, paper, meaning).
+    ``table.rows()`` the whole table for printing (knob, one column per preset, meaning).
     """
 
     def __init__(self, title: str, knobs: Mapping[str, Knob]) -> None:

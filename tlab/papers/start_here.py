@@ -17,17 +17,19 @@ EMBEDDED_DOMAINS: dict[str, dict] = {"digits": {}, "syndigits": {}, "letters": {
 PRESETS = PresetTable(
     "Notebooks 00-01 (a DTN on digits)",
     {
-        "epochs": Knob(4, 20, 40, "epochs of the DTN (early stopping, patience 5)"),
-        "gallery_per_class": Knob(3, 6, 6, "images per class in 00's domain galleries"),
+        "epochs": Knob(4, 20, 20, 40, "epochs of the DTN (early stopping, patience 5)"),
+        "gallery_per_class": Knob(3, 6, 6, 6, "images per class in 00's domain galleries"),
         "curve_eps": Knob(
             [0, 2, 4, 8, 16, 32],
             list(range(0, 33, 2)),
             list(range(0, 33, 2)),
+            list(range(0, 33, 2)),
             "FGSM budgets x 255 of 00's accuracy curve",
         ),
-        "eval_images": Knob(100, 599, 599, "test digits 01 attacks"),
+        "eval_images": Knob(100, 599, 599, 599, "test digits 01 attacks"),
         "eps_list": Knob(
             [0, 4, 8, 16, 32],
+            list(range(0, 33, 2)),
             list(range(0, 33, 2)),
             list(range(0, 33, 2)),
             "FGSM and PGD budgets x 255 of 01's curves",

@@ -88,7 +88,7 @@ def expand_grid(grid: Mapping[str, Any]) -> tuple[list[dict[str, Any]], tuple[st
     explicit = grid.get("explicit") or []
     if not isinstance(fixed, Mapping):
         raise TlabError(
-            "grid 'fixed:' must be a mapping of parameter -> value, e.g. 'fixed: {PRESET: quick}'"
+            "grid 'fixed:' must be a mapping of parameter -> value, e.g. 'fixed: {PRESET: smoke}'"
         )
     if not isinstance(explicit, list) or not all(isinstance(p, Mapping) for p in explicit):
         raise TlabError(

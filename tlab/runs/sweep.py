@@ -7,7 +7,7 @@ Write the grid as YAML (``examples/grids/00_eps_seed.yaml`` is a commented examp
     EPS: [0.0, 0.0314, 0.0627]   # every parameter with a list of values is an axis
     SEED: [0, 1]                 # 3 x 2 = 6 points (the cartesian product)
     fixed:                       # optional: the same value at every point
-      PRESET: quick
+      PRESET: smoke
     explicit:                    # optional: extra points appended after the product
       - {EPS: 0.125, SEED: 0}
 
@@ -123,7 +123,8 @@ PRESETS = PresetTable(
     "Notebook 12 (batch runs)",
     {
         "example_grid": Knob(
-            "03_n_b_quick.yaml",
+            "03_n_b_smoke.yaml",
+            "03_n_b_smoke.yaml",
             "03_n_b_seeds.yaml",
             "03_n_b_seeds.yaml",
             "the grid of examples/grids/ notebook 12 runs by default",

@@ -27,8 +27,8 @@ Frozen stages. Davchev et al.'s transfer code freezes layers only by turning off
 (``utils/helper_functions.py``, ``freeze_layers_resnet``) and trains the whole network in train
 mode (``utils/experiment_builder.py``, ``run_adv_train_iter``), so the BatchNorm statistics of
 frozen stages follow the target's batches. The ``paper`` preset does the same
-(``TrainConfig.frozen_train_mode``, for transfers that freeze something); ``quick`` and
-``standard`` keep frozen stages in eval mode, exactly the source's computation.
+(``TrainConfig.frozen_train_mode``, for transfers that freeze something); the other presets
+keep frozen stages in eval mode, exactly the source's computation.
 
 Units. Davchev et al. scale pixels to [-1, 1] and use eps = 0.0625 there; tlab keeps pixels in
 [0, 1], where the same perturbation is 0.0625 / 2 = 0.03125 = 8/256 (about 8/255): the
@@ -62,35 +62,39 @@ PGD_STEPS = 7  # Davchev et al. 2019, Sec. 2.3 (after Madry et al. 2018)
 PGD_STEP_FRACTION = 0.25  # alpha = eps / 4, no random start
 PAPER_EPS = 0.0625 / 2  # Davchev's 0.0625 in [-1, 1] pixels = 8/256 in [0, 1] pixels
 STANDARD_EPS = 24 / 255  # digits are MNIST-like: 8/255 barely transfers black-box there
-#: A small grey letters domain for the quick preset (rendered in seconds, small test split).
-QUICK_LETTERS = {"colour": False, "n_train": 520, "n_test": 130}
+#: A small grey letters domain for the smoke preset (rendered in seconds, small test split).
+SMOKE_LETTERS = {"colour": False, "n_train": 520, "n_test": 130}
 
 
 #: What each preset means for Davchev et al.'s experiment (the only place that says it).
 PRESETS = PresetTable(
     "Davchev et al. 2019 (notebooks 07, 08)",
     {
-        "source_domain": Knob("letters", "fashion_mnist", "cifar100", "source domain"),
-        "source_params": Knob(QUICK_LETTERS, {}, {}, "options of the source domain"),
-        "source_n": Knob(260, 600, None, "source training images (None: all)"),
-        "source_epochs": Knob(1, 4, 100, "epochs on the source"),
-        "target_domain": Knob("digits", "digits", "cifar10", "target domain"),
-        "target_n": Knob(100, 600, None, "target training images (None: all)"),
-        "target_epochs": Knob(1, 3, 100, "epochs on the target"),
-        "depth": Knob(8, 8, 56, "depth of the CIFAR ResNet (6n + 2)"),
+        "source_domain": Knob(
+            "letters", "fashion_mnist", "fashion_mnist", "cifar100", "source domain"
+        ),
+        "source_params": Knob(SMOKE_LETTERS, {}, {}, {}, "options of the source domain"),
+        "source_n": Knob(260, 600, 600, None, "source training images (None: all)"),
+        "source_epochs": Knob(1, 4, 4, 100, "epochs on the source"),
+        "target_domain": Knob("digits", "digits", "digits", "cifar10", "target domain"),
+        "target_n": Knob(100, 600, 600, None, "target training images (None: all)"),
+        "target_epochs": Knob(1, 3, 3, 100, "epochs on the target"),
+        "depth": Knob(8, 8, 8, 56, "depth of the CIFAR ResNet (6n + 2)"),
         "substitute_arch": Knob(
+            "densenet-small",
             "densenet-small",
             "densenet-small",
             "densenet",
             "the black-box attacker's substitute, trained on the target",
         ),
-        "substitute_epochs": Knob(1, 3, 100, "epochs of the substitute"),
-        "batch_size": Knob(32, 32, 100, "batch size (clean + as many adversarial images)"),
-        "optimizer": Knob("adam", "adam", "sgd", "optimiser"),
-        "lr": Knob(2e-3, 2e-3, 0.05, "learning rate"),
-        "head_lr": Knob(1e-2, 1e-2, 0.05, "learning rate when only the classifier retrains"),
-        "weight_decay": Knob(0.0, 0.0, 5e-4, "weight decay"),
+        "substitute_epochs": Knob(1, 3, 3, 100, "epochs of the substitute"),
+        "batch_size": Knob(32, 32, 32, 100, "batch size (clean + as many adversarial images)"),
+        "optimizer": Knob("adam", "adam", "adam", "sgd", "optimiser"),
+        "lr": Knob(2e-3, 2e-3, 2e-3, 0.05, "learning rate"),
+        "head_lr": Knob(1e-2, 1e-2, 1e-2, 0.05, "learning rate when only the classifier retrains"),
+        "weight_decay": Knob(0.0, 0.0, 0.0, 5e-4, "weight decay"),
         "eps": Knob(
+            STANDARD_EPS,
             STANDARD_EPS,
             STANDARD_EPS,
             PAPER_EPS,
@@ -99,12 +103,14 @@ PRESETS = PresetTable(
         "eps_grid": Knob(
             (STANDARD_EPS,),
             (8 / 255, STANDARD_EPS, 40 / 255),
+            (8 / 255, STANDARD_EPS, 40 / 255),
             (PAPER_EPS / 2, PAPER_EPS, 2 * PAPER_EPS),
             "budgets the widgets offer",
         ),
-        "eval_n": Knob(40, 150, None, "target test images scored (None: all)"),
-        "seeds": Knob((0,), (0, 1, 2, 3, 4), (0, 1, 2), "training seeds"),
+        "eval_n": Knob(40, 150, 150, None, "target test images scored (None: all)"),
+        "seeds": Knob((0,), (0,), (0, 1, 2, 3, 4), (0, 1, 2), "training seeds"),
         "frozen_train_mode": Knob(
+            False,
             False,
             False,
             True,
@@ -169,7 +175,7 @@ class Setup:
 
 
 def setup(preset: str) -> Setup:
-    """The sizes of ``preset`` ("quick", "standard" or "paper").
+    """The sizes of ``preset`` (:data:`tlab.presets.PRESETS`).
 
     - ``paper``: CIFAR100 -> CIFAR10, ResNet56, DenseNet-BC substitute, batch 100 (100 clean +
       100 adversarial images per step), eps 0.0625 in [-1, 1] = 8/256 in [0, 1] (Sec. 2.3).
@@ -182,7 +188,8 @@ def setup(preset: str) -> Setup:
       the digits are MNIST-like, and at 8/255 the substitute's examples hardly transfer
       (a naturally trained ResNet-8 keeps ~87% of its ~88% clean accuracy under black-box FGSM,
       measured), so the black-box columns could not tell the networks apart.
-    - ``quick``: small grey letters -> 100 digits, one epoch, one seed, one eps (for tests; the
+    - ``quick``: the standard sizes with one seed (seed 0).
+    - ``smoke``: small grey letters -> 100 digits, one epoch, one seed, one eps (for tests; the
       numbers are noise).
     """
     return Setup(preset=check_preset(preset), target_params={}, **PRESETS.values(preset))

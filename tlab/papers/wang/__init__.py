@@ -21,7 +21,7 @@ notebook and every widget re-render read them back in milliseconds.
 
 One deliberate departure from the paper, stated in the notebooks: Wang et al. ran 2,000
 Adadelta steps at learning rate 1 per image pair on a GPU. A classroom CPU affords a few hundred,
-so the lab's quick and standard presets use learning rate ``ATTACK_LR = 10`` (Adadelta's first
+so the lab's other presets use learning rate ``ATTACK_LR = 10`` (Adadelta's first
 steps are tiny, about ``sqrt(eps)``, and a larger rate shortens that warm-up); notebook 09 shows
 both rates' progress. The ``paper`` preset uses the paper's rate 1 and, as the authors' code,
 rounds crafted images and fingerprints to whole 8-bit pixel values (``Setup.attack``).

@@ -67,27 +67,30 @@ PRESETS = PresetTable(
         "teacher_arch": Knob(
             ("vgg", NARROW_VGG),
             ("vgg", NARROW_VGG),
+            ("vgg", NARROW_VGG),
             ("tv_resnet18", {"weights": "imagenet"}),
             "teacher architecture",
         ),
-        "teacher_epochs": Knob(4, 8, 10, "epochs of the teacher on letters"),
-        "teacher_n": Knob(2000, 4000, None, "letters the teacher trains on (None: all)"),
-        "student_epochs": Knob(4, 10, 20, "epochs of each student on digits"),
-        "seeds": Knob(1, 5, 3, "teacher/student seeds the claims average over"),
-        "pairs": Knob(8, 20, 200, "(source, target) image pairs per attack"),
-        "steps": Knob(100, 250, 2000, "optimiser steps per mimicry attack"),
+        "teacher_epochs": Knob(4, 8, 8, 10, "epochs of the teacher on letters"),
+        "teacher_n": Knob(2000, 4000, 4000, None, "letters the teacher trains on (None: all)"),
+        "student_epochs": Knob(4, 10, 10, 20, "epochs of each student on digits"),
+        "seeds": Knob(1, 1, 5, 3, "teacher/student seeds the claims average over"),
+        "pairs": Knob(8, 20, 20, 200, "(source, target) image pairs per attack"),
+        "steps": Knob(100, 250, 250, 2000, "optimiser steps per mimicry attack"),
         "extra_budgets": Knob(
             [0.001],
+            [0.001, 0.03],
             [0.001, 0.03],
             [0.0005, 0.001, 0.005, 0.03],
             "DSSIM budgets 09's sweep adds to the widget's",
         ),
-        "candidates": Knob(3, 4, 4, "candidate teachers fingerprinted (notebook 10)"),
-        "fingerprint_images": Knob(2, 3, 10, "fingerprint images per candidate"),
-        "fingerprint_steps": Knob(150, 400, 2000, "optimiser steps per fingerprint image"),
-        "eot_samples": Knob(2, 4, 8, "dropout samples per step of the adaptive attacker (11)"),
-        "retrain_epochs": Knob(3, 6, 20, "epochs of neuron-distance retraining (11)"),
+        "candidates": Knob(3, 4, 4, 4, "candidate teachers fingerprinted (notebook 10)"),
+        "fingerprint_images": Knob(2, 3, 3, 10, "fingerprint images per candidate"),
+        "fingerprint_steps": Knob(150, 400, 400, 2000, "optimiser steps per fingerprint image"),
+        "eot_samples": Knob(2, 4, 4, 8, "dropout samples per step of the adaptive attacker (11)"),
+        "retrain_epochs": Knob(3, 6, 6, 20, "epochs of neuron-distance retraining (11)"),
         "attack_lr": Knob(
+            ATTACK_LR,
             ATTACK_LR,
             ATTACK_LR,
             1.0,
@@ -97,13 +100,19 @@ PRESETS = PresetTable(
             "ms_dssim",
             "ms_dssim",
             "ms_dssim",
+            "ms_dssim",
             "what the budget P bounds: the authors' 5-scale DSSIM (tlab.attacks.msssim)",
         ),
         "round_pixels": Knob(
-            False, False, True, "crafted images rounded to whole 8-bit pixels (the authors' code)"
+            False,
+            False,
+            False,
+            True,
+            "crafted images rounded to whole 8-bit pixels (the authors' code)",
         ),
         "extra_thresholds": Knob(
             [],
+            [0.02, 0.05, 0.1, 1.0],
             [0.02, 0.05, 0.1, 1.0],
             [0.02, 0.05, 0.1, 0.5, 1.0],
             "neuron-distance thresholds 11's sweep adds",
@@ -293,7 +302,7 @@ class Setup:
 
 
 def setup(preset: str) -> Setup:
-    """The :class:`Setup` of ``preset`` ("quick", "standard" or "paper")."""
+    """The :class:`Setup` of ``preset`` (:data:`tlab.presets.PRESETS`)."""
     return Setup(preset=check_preset(preset), **PRESETS.values(preset))
 
 

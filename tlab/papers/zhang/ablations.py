@@ -89,8 +89,9 @@ class Sizes:
 
 
 def sizes(preset: str) -> Sizes:
-    """What each preset sweeps (``quick``: tiny, one seed; ``standard``: every ablation over 5
-    seeds, so that each of its claims gets a verdict).
+    """What each preset sweeps (``smoke``: tiny, one seed; ``quick``: three n_B, two n_A, two
+    sources, one seed; ``standard``: every ablation over 5 seeds, so that each of its claims
+    gets a verdict).
 
     At ``standard`` the WideResNet is WRN-10-1
     (4 stages, like the DTN), the one a CPU trains in about the DTN's time (WRN-16-2 costs about
@@ -103,14 +104,18 @@ def sizes(preset: str) -> Sizes:
 PRESETS = PresetTable(
     "Zhang et al. 2020, Sec. 6: ablations (notebook 05)",
     {
-        "n_b": Knob((50, 100), (50, 100, 200, 500), (50, 100, 200, 500), "sizes of B swept"),
+        "n_b": Knob(
+            (50, 100), (50, 100, 500), (50, 100, 200, 500), (50, 100, 200, 500), "sizes of B swept"
+        ),
         "n_a": Knob(
             (300, 1000),
+            (1000, 2000),
             (500, 1000, 2000),
             (1000, 5000, 10_000, 100_000, 500_000),
             "sizes of A swept",
         ),
         "sources": Knob(
+            ("syndigits", "syndigits:colour=false"),
             ("syndigits", "syndigits:colour=false"),
             ("syndigits", "syndigits:colour=false", "letters"),
             ("svhn:extra=true", "usps"),
@@ -118,15 +123,21 @@ PRESETS = PresetTable(
         ),
         "archs": Knob(
             (),
+            (),
             ("dtn", "wrn:depth=10,width=1"),
             ("dtn", "wrn:depth=28,width=10"),
             "architectures compared",
         ),
-        "n_b_seeds": Knob((0,), (0, 1, 2, 3, 4), (0, 1, 2), "seeds of the n_B sweep"),
-        "other_seeds": Knob((0,), (0, 1, 2, 3, 4), (0, 1, 2), "seeds of the other ablations"),
-        "source_n_a": Knob(300, None, 5000, "images of A in the source ablation (None: setup's)"),
-        "source_n_b": Knob(None, None, 600, "images of B in the source ablation (None: setup's)"),
+        "n_b_seeds": Knob((0,), (0,), (0, 1, 2, 3, 4), (0, 1, 2), "seeds of the n_B sweep"),
+        "other_seeds": Knob((0,), (0,), (0, 1, 2, 3, 4), (0, 1, 2), "seeds of the other ablations"),
+        "source_n_a": Knob(
+            300, None, None, 5000, "images of A in the source ablation (None: setup's)"
+        ),
+        "source_n_b": Knob(
+            None, None, None, 600, "images of B in the source ablation (None: setup's)"
+        ),
         "frozen": Knob(
+            {"n_b": "0", "n_a": "0", "source": "0", "arch": "0"},
             {"n_b": "0", "n_a": "0", "source": "0", "arch": "0"},
             {"n_b": "0", "n_a": "0", "source": "0,all", "arch": "0,all"},
             {"n_b": "0,all", "n_a": "0,all", "source": "0,all", "arch": "0,all"},

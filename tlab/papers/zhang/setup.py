@@ -214,25 +214,27 @@ class Setup:
 PRESETS = PresetTable(
     "Zhang et al. 2020 (notebooks 02-06)",
     {
-        "n_a": Knob(1000, 2000, None, "images of A and of C (paper: the task's)"),
-        "n_b": Knob(100, 100, None, "images of B, 10 % for validation (paper: the task's)"),
-        "batch_size": Knob(32, 32, 128, "batch size"),
-        "epochs_a": Knob(10, 10, 200, "epochs of A and C"),
-        "patience_a": Knob(None, None, 50, "early-stopping patience of A and C (None: off)"),
-        "epochs_b": Knob(20, 60, 300, "epochs of the models of B"),
-        "patience_b": Knob(5, 15, 50, "early-stopping patience of the models of B"),
-        "optimizer": Knob("adam", "adam", "sgd", "optimiser (SGD: momentum 0.9, Sec. 4.3)"),
-        "lr": Knob(1e-3, 1e-3, 1e-2, "learning rate"),
-        "weight_decay": Knob(0.0, 0.0, 5e-4, "weight decay"),
+        "n_a": Knob(1000, 2000, 2000, None, "images of A and of C (paper: the task's)"),
+        "n_b": Knob(100, 100, 100, None, "images of B, 10 % for validation (paper: the task's)"),
+        "batch_size": Knob(32, 32, 32, 128, "batch size"),
+        "epochs_a": Knob(10, 10, 10, 200, "epochs of A and C"),
+        "patience_a": Knob(None, None, None, 50, "early-stopping patience of A and C (None: off)"),
+        "epochs_b": Knob(20, 60, 60, 300, "epochs of the models of B"),
+        "patience_b": Knob(5, 15, 15, 50, "early-stopping patience of the models of B"),
+        "optimizer": Knob("adam", "adam", "adam", "sgd", "optimiser (SGD: momentum 0.9, Sec. 4.3)"),
+        "lr": Knob(1e-3, 1e-3, 1e-3, 1e-2, "learning rate"),
+        "weight_decay": Knob(0.0, 0.0, 0.0, 5e-4, "weight decay"),
         "eps": Knob(
+            (2 / 255, 4 / 255, 8 / 255, 16 / 255),
             (2 / 255, 4 / 255, 8 / 255, 16 / 255),
             (2 / 255, 4 / 255, 8 / 255, 16 / 255),
             tuple(paper_eps_to_pixels(e) for e in PAPER_EPS_SIGNED),
             "FGSM budgets in [0, 1] pixels (the paper's, halved)",
         ),
-        "eval_n": Knob(300, None, None, "test images of B attacked (None: all)"),
-        "seeds": Knob((0,), (0, 1, 2, 3, 4), (0, 1, 2), "training seeds"),
+        "eval_n": Knob(300, None, None, None, "test images of B attacked (None: all)"),
+        "seeds": Knob((0,), (0,), (0, 1, 2, 3, 4), (0, 1, 2), "training seeds"),
         "frozen_train_mode": Knob(
+            False,
             False,
             False,
             True,
@@ -240,6 +242,7 @@ PRESETS = PresetTable(
             "(the authors' code)",
         ),
         "panels_show_every_depth": Knob(
+            False,
             False,
             True,
             False,
@@ -276,8 +279,10 @@ def setup(
 ) -> Setup:
     """The experiment of ``preset``; every knob left at 0 / "" / () takes the preset's value.
 
-    - ``quick`` (tests, a first pass in class): the default domains, small A and C, one seed,
-      few epochs. Numbers are noisy.
+    - ``smoke`` (the test suite): the default domains, small A and C, one seed, few epochs.
+      Numbers are noise.
+    - ``quick`` (the default): the standard sizes with seed 0 only, and FT at the claims'
+      depths only.
     - ``standard``: the default domains at the size the study chose (``docs/zhang_default.md``):
       n_A = n_C = 2000, n_B = 100, Adam, A 10 epochs, B up to 60 epochs with patience 15;
       seeds 0-4; FT frozen 0 and 4; eps 2, 4, 8, 16/255.

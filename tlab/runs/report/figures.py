@@ -18,8 +18,8 @@ from tlab.runs.report.inputs import Report, Run
 
 PAPER_MARKER = dict(symbol="star", size=15, line=dict(width=1, color="#222"))
 BOUND_MARKER = {"above": "triangle-up", "below": "triangle-down"}
-PRESET_DASH = {"quick": "dot", "standard": "solid", "paper": "dash"}
-PRESET_BAR = {"quick": "#9fa8da", "standard": "#3949ab", "paper": "#1a237e"}
+PRESET_DASH = {"smoke": "dot", "quick": "dashdot", "standard": "solid", "paper": "dash"}
+PRESET_BAR = {"smoke": "#c5cae9", "quick": "#7986cb", "standard": "#3949ab", "paper": "#1a237e"}
 ROLE_COLOR = {"Scratch": "#1f77b4", "CommonInit": "#2ca02c", "FT": "#d62728"}
 FT_SHADES = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 #: A role's label and colour; a curve: (attack, label, colour).

@@ -93,7 +93,7 @@ def seed_count(claim: Mapping[str, Any]) -> str:
 
 def label(report: Report) -> list[str]:
     """What the runs are: per preset, how many runs, the dates, the seeds per claim; and a
-    warning when the quick preset is among them."""
+    warning when a one-seed preset (smoke, quick) is among them."""
     lines = []
     for preset in report.presets:
         runs = [r for r in report.runs if r.preset == preset]
@@ -107,11 +107,11 @@ def label(report: Report) -> list[str]:
             f"Preset **{preset}**: {len(runs)} recorded run(s) of {when}; seeds per claim: "
             f"{', '.join(seeds) or 'no claims recorded'}."
         )
-    if "quick" in report.presets:
+    if {"smoke", "quick"} & set(report.presets):
         lines.append(
-            "The quick preset trains on tiny subsets with 1 seed: its verdicts are noise (mostly "
-            f'"{TOO_FEW}"), a smoke test of the pipeline, not a reproduction; the standard preset '
-            "(5 seeds) tests the claims."
+            "The smoke and quick presets run one seed: their verdicts read "
+            f'"{TOO_FEW}" (the quick preset shows each effect on seed 0; smoke trains tiny '
+            "models and is a test of the pipeline); the standard preset (5 seeds) tests the claims."
         )
     return lines
 
