@@ -22,7 +22,7 @@ from tlab.runs.catalog import find_notebook
 from tlab.runs.execute import execute
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_RUNS = ROOT / "docs" / "reference_runs"
+REFERENCE_RUNS = ROOT / "tlab" / "papers" / "reference_runs"
 #: A <script> or <link> that would fetch something: the page must have none.
 NETWORK_TAG = re.compile(r"<(script|link)[^>]+(src|href)=[\"']?(https?:)?//", re.IGNORECASE)
 
@@ -335,8 +335,8 @@ def test_the_readme_claims_table_is_the_one_generated_from_the_reference_records
     expected = rp.markdown_table(rp.build_report(REFERENCE_RUNS))
     written = rp.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
     assert written == expected, (
-        "README's claims table is stale: run `python -m tlab report --runs docs/reference_runs "
-        "--readme README.md`"
+        "README's claims table is stale: run `python -m tlab report --runs "
+        "tlab/papers/reference_runs --readme README.md`"
     )
 
 

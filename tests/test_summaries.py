@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from tlab.notebook.summaries import verdict_summary
+from tlab.papers import reference
 from tlab.papers.claims import paired_claim
 
 
@@ -18,3 +21,25 @@ def test_each_verdict_becomes_its_own_sentence_with_the_numbers():
     assert "**X1** (a beats b) holds in this run" in lines[0] and holds.measured in lines[0]
     assert "**X2**" in lines[1] and "contradicted" in lines[1]
     assert "**X3**" in lines[2] and "fewer than 3 seeds" in lines[2]
+
+
+def test_an_undecided_claim_quotes_the_standard_reference_run_of_the_same_claim(
+    tmp_path, monkeypatch
+):
+    five = paired_claim("X1", "a beats b", [0.6, 0.7, 0.65, 0.6, 0.7], [0.5, 0.6, 0.55, 0.5, 0.6],
+                        what="acc", seeds=[0, 1, 2, 3, 4])  # fmt: skip
+    folder = tmp_path / "standard" / "03_x"
+    folder.mkdir(parents=True)
+    record = {"recorded_at": "2026-12-02T06:00:00", "claims": [five.as_record()], "complete": True}
+    (folder / "record.json").write_text(json.dumps(record))
+    monkeypatch.setattr(reference, "REFERENCE_RUNS", tmp_path)
+    reference.reference_claims.cache_clear()
+    one_seed = paired_claim("X1", "a beats b", [0.6], [0.5], what="acc", seeds=[0])
+    other = paired_claim("X1", "a beats c", [0.6], [0.5], what="acc", seeds=[0])
+    text = verdict_summary([one_seed, other], preset="quick", seeds=[0]).data
+    first, second = [line for line in text.splitlines() if line.startswith("- ")]
+    assert "Standard preset's reference run (5 seeds, 2026-12-02): holds, +10 points" in first
+    assert "record no claim stated this way" in second
+    # a standard run quotes no reference, whatever its verdicts
+    assert "reference" not in verdict_summary([one_seed], preset="standard", seeds=[0]).data
+    reference.reference_claims.cache_clear()

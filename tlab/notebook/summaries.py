@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from IPython.display import Markdown
 
 from tlab.papers.claims import TOO_FEW, Claim
+from tlab.papers.reference import effect_text, reference_claim
 
 #: How each verdict reads in a sentence.
 READS = {
@@ -20,15 +21,33 @@ READS = {
     "inconclusive": "is inconclusive in this run (the interval includes no effect)",
     TOO_FEW: "cannot be decided in this run (fewer than 3 seeds); the numbers are shown anyway",
 }
+#: The preset whose reference run a one-seed run quotes (:mod:`tlab.papers.reference`).
+REFERENCE_PRESET = "standard"
 
 
-def verdict_sentence(claim: Claim) -> str:
-    """``"**W1** (targeted success: deep > mid > full) holds in this run: <measured>."``"""
-    return f"**{claim.code}** ({claim.statement}) {READS[claim.verdict]}: {claim.measured}."
+def verdict_sentence(claim: Claim, preset: str = REFERENCE_PRESET) -> str:
+    """``"**W1** (targeted success: deep > mid > full) holds in this run: <measured>."``; a
+    claim this run cannot decide also gets the standard preset's reference result."""
+    sentence = f"**{claim.code}** ({claim.statement}) {READS[claim.verdict]}: {claim.measured}."
+    if claim.verdict != TOO_FEW or preset == REFERENCE_PRESET:
+        return sentence
+    return f"{sentence} {reference_sentence(claim)}"
+
+
+def reference_sentence(claim: Claim) -> str:
+    """What the standard preset's reference run recorded for the same claim."""
+    found = reference_claim(claim.code, claim.statement, REFERENCE_PRESET)
+    if found is None:
+        return f"The {REFERENCE_PRESET} reference runs record no claim stated this way."
+    n = (found.get("evidence") or {}).get("n", "?")
+    return (
+        f"*{REFERENCE_PRESET.capitalize()} preset's reference run ({n} seeds, "
+        f"{found['recorded_at']}): {found['verdict']}, {effect_text(found)}.*"
+    )
 
 
 def verdict_summary(claims: Sequence[Claim], *, preset: str, seeds: Sequence[int]) -> Markdown:
     """The summary's bullet list of what this run measured, one sentence per claim."""
     lines = [f"**What this run measured** (preset `{preset}`, seeds {list(seeds)}):", ""]
-    lines += [f"- {verdict_sentence(claim)}" for claim in claims]
+    lines += [f"- {verdict_sentence(claim, preset)}" for claim in claims]
     return Markdown("\n".join(lines))

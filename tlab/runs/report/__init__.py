@@ -30,6 +30,7 @@ claim says "not run". The figures draw, for each preset, the first run (by folde
 the quantity; the tables list every run.
 """
 
+from tlab.papers.reference import effect_text
 from tlab.runs.report.figures import (
     davchev_figure,
     davchev_paper_cell,
@@ -43,7 +44,6 @@ from tlab.runs.report.tables import (
     README_END,
     README_START,
     claim_rows,
-    effect_text,
     markdown_table,
     readme_block,
     seed_count,

@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 
 import tlab
+from tlab.papers.reference import effect_text
 from tlab.paths import writable_dir
 from tlab.runs.html_export import figure_html
 from tlab.runs.report.figures import FIGURES
@@ -13,7 +14,6 @@ from tlab.runs.report.inputs import NOT_RUN, Report, build_report
 from tlab.runs.report.tables import (
     claim_codes,
     claim_rows,
-    effect_text,
     label,
     markdown_table,
     seed_count,

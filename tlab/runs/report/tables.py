@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tlab.errors import TlabError
-from tlab.papers.claims import TOO_FEW, Effect
+from tlab.papers.claims import TOO_FEW
+from tlab.papers.reference import effect_text
 from tlab.runs.report.inputs import NOT_RUN, Report
 
 #: The lines that enclose the generated claims table in a README.
@@ -47,39 +48,6 @@ def claim_rows(report: Report) -> list[Row]:
             ]
             rows.extend(found or [Row(code, preset, "", None)])
     return rows
-
-
-def describe_effect(evidence: Mapping[str, Any] | None) -> str:
-    """The recorded effect as :meth:`tlab.papers.claims.Effect.describe` writes it (points for
-    percentages), "undefined" if no seed defined it, "-" for a claim stated by hand."""
-    if not evidence:
-        return "-"
-    found = evidence.get("effect")
-    if found is None:
-        return f"undefined in every seed (n={len(evidence.get('seeds', []))})"
-    nan = float("nan")
-
-    def number(key: str) -> float:
-        value = found.get(key)
-        return nan if value is None else float(value)
-
-    return Effect(number("mean"), number("low"), number("high"), int(evidence["n"]), "").describe(
-        percent=bool(evidence.get("percent", True))
-    )
-
-
-def effect_text(claim: Mapping[str, Any]) -> str:
-    """A claim's effect with its interval; a combined claim lists its parts with theirs."""
-    parts = claim.get("parts") or []
-    if parts:
-        return "; ".join(
-            f"({i}) {p['statement']}: {describe_effect(p.get('evidence'))}, {p['verdict']}"
-            for i, p in enumerate(parts, 1)
-        )
-    evidence = claim.get("evidence")
-    if not evidence:
-        return f"- ({claim.get('measured', '')})"
-    return describe_effect(evidence)
 
 
 def seed_count(claim: Mapping[str, Any]) -> str:
