@@ -254,6 +254,9 @@ class _FakeLab:
     def leaking(self, network, seed=0):
         return self._leaks[seed]
 
+    def substitute(self):
+        return SimpleNamespace(meta={"metrics": {"test_accuracy": 0.74}})
+
 
 def _row(eps, natural, bb, wb):
     return {"eps": [eps], "Natural": natural, "BB-FGSM": [bb], "BB-PGD": [bb - 0.1],
@@ -295,6 +298,7 @@ def test_davchev_verdicts_read_the_training_eps_and_pair_seeds():
     assert record["d1_ratio_pgd_block"] == pytest.approx(0.7625)
     assert record["d1_ratio_fgsm_1"] == pytest.approx(0.525)
     assert record["d1_pgd_source_bb"] == pytest.approx(0.61)  # R_pgd->nat block, mean BB
+    assert record["substitute_accuracy"] == pytest.approx(0.74)
 
 
 def test_d1_needs_the_pgd_source_ahead_at_every_strategy():

@@ -198,7 +198,8 @@ def transfer_claims(lab: Lab) -> list[Claim]:
 def transfer_record(lab: Lab) -> dict[str, float]:
     """The means behind D1 (the transferred ratio per source and strategy, and the last-block
     transfers' black-box accuracy, the Table 1 cells a report sets beside the paper's) and D2,
-    for :func:`tlab.record.record`."""
+    and the black-box attacker's substitute's clean accuracy on the target, for
+    :func:`tlab.record.record`."""
     d1, d2 = d1_frame(lab), leaking_frame(lab)
     seeds, eps = lab.setup.seeds, lab.setup.eps
     last_block = {
@@ -214,6 +215,7 @@ def transfer_record(lab: Lab) -> dict[str, float]:
         "d2_clean": float(d2["clean"].mean()),
         "d2_fgsm_true": float(d2["fgsm_true_labels"].mean()),
         "d2_fgsm_predicted": float(d2["fgsm_predicted_labels"].mean()),
+        "substitute_accuracy": float(lab.substitute().meta["metrics"]["test_accuracy"]),
     }
 
 
