@@ -341,6 +341,8 @@ def test_list_domains() -> None:
         "cifar10_9",
         "stl10_9",
         "fashion_mnist",
+        "synnumbers",
+        "imagenet32",
     }
     assert set(infos) == expected
     for name in ("digits", "syndigits", "letters"):

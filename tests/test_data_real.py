@@ -307,6 +307,145 @@ def test_cifar10_9_and_stl10_9_share_one_label_map(downloads: Path, md5_not_chec
         assert torch.equal(nine.train.images, full.train.images[keep])
 
 
+def write_syndigits(folder: Path, name: str, images: np.ndarray, y: np.ndarray) -> None:
+    """MATLAB file as Ganin & Lempitsky's: X (32, 32, 3, N) uint8 (row, column, channel, image),
+    y (N, 1) labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / name, {"X": images.transpose(2, 3, 1, 0), "y": y[:, None]})
+
+
+def marked_images(n: int, first: int = 0) -> np.ndarray:
+    """(N, 3, 32, 32) uint8, image i: channel c constant ((first + i) * 7 + c * 50) % 256, except
+    one pixel at (channel 1, row 3, column 20) = 255 and row 0 of channel 2 = 1: a reader that
+    swaps channels, rows or columns misplaces them."""
+    images = np.empty((n, 3, 32, 32), dtype=np.uint8)
+    for i in range(n):
+        for c in range(3):
+            images[i, c] = ((first + i) * 7 + c * 50) % 256
+    images[:, 2, 0, :] = 1
+    images[:, 1, 3, 20] = 255
+    return images
+
+
+def assert_marked(images: torch.Tensor, expected: np.ndarray) -> None:
+    assert images.shape == expected.shape and images.dtype == torch.uint8
+    assert np.array_equal(images.numpy(), expected)
+    assert int(images[0, 1, 3, 20]) == 255 and int(images[0, 1, 20, 3]) != 255
+    assert int(images[0, 2, 0].max()) == 1 and int(images[0, 2, 1:].min()) > 1
+
+
+def test_synnumbers_from_mat(downloads: Path) -> None:
+    folder = downloads / "SynNumbers"
+    train, test = marked_images(12), marked_images(5)
+    # the published files hold 0..9; a 10 (SVHN's way of writing 0) also reads as 0
+    y_train, y_test = np.arange(12) % 10, np.array([10, 1, 2, 3, 4])
+    write_syndigits(folder, "synth_train_32x32.mat", train, y_train.astype(np.uint8))
+    assert not {d.name: d.available for d in data.list_domains()}["synnumbers"]
+    write_syndigits(folder, "synth_test_32x32.mat", test, y_test.astype(np.uint8))
+    raw = scipy.io.loadmat(folder / "synth_test_32x32.mat")["X"]  # (row, column, channel, image)
+    assert raw.shape == (32, 32, 3, 5) and raw[3, 20, 1, 0] == 255 and raw[20, 3, 1, 0] != 255
+    assert {d.name: d.available for d in data.list_domains()}["synnumbers"]
+    d = load_domain("synnumbers")
+    assert d.classes == tuple("0123456789") and d.num_classes == 10
+    assert_marked(d.train.images, train)
+    assert_marked(d.test.images, test)
+    assert d.train.labels.tolist() == y_train.tolist()
+    assert d.test.labels.tolist() == [0, 1, 2, 3, 4] and d.test.labels.dtype == torch.int64
+
+
+def write_imagenet32(path: Path, images: np.ndarray, labels_1_based: list[int]) -> None:
+    """npz as Chrabaszcz et al.'s: data (N, 3072) uint8, the R, G, B planes of each image row by
+    row; labels 1..1000."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, data=images.reshape(len(images), -1), labels=np.array(labels_1_based))
+
+
+def write_imagenet32_all(folder: Path) -> tuple[np.ndarray, list[int], np.ndarray]:
+    train, labels = [], []
+    for b in range(1, 11):
+        images = marked_images(2 if b < 10 else 3, first=3 * b)
+        batch_labels = [((b * 97 + i) % 1000) + 1 for i in range(len(images))]
+        path = folder / f"Imagenet32_train_npz/train_data_batch_{b}.npz"
+        write_imagenet32(path, images, batch_labels)
+        train.append(images)
+        labels += batch_labels
+    val = marked_images(4)
+    write_imagenet32(folder / "Imagenet32_val_npz/val_data.npz", val, [1, 1000, 2, 500])
+    return np.concatenate(train), labels, val
+
+
+def test_imagenet32_from_npz(downloads: Path) -> None:
+    train, labels, val = write_imagenet32_all(downloads / "ImageNet32")
+    with np.load(downloads / "ImageNet32/Imagenet32_val_npz/val_data.npz") as raw:
+        row = raw["data"][0]  # 1,024 red, then green, then blue values, row by row
+    assert (
+        row.shape == (3072,) and row[1024 + 3 * 32 + 20] == 255 and row[2048 : 2048 + 32].max() == 1
+    )
+    assert {d.name: d.available for d in data.list_domains()}["imagenet32"]
+    d = load_domain("imagenet32")
+    assert d.num_classes == 1000 and d.classes[0] == "1" and d.classes[-1] == "1000"
+    assert_marked(d.train.images, train)
+    assert_marked(d.test.images, val)
+    assert d.train.labels.tolist() == [y - 1 for y in labels]
+    assert d.test.labels.tolist() == [0, 999, 1, 499]
+    ten = load_domain("imagenet32", labels=[0, 999])
+    assert ten.classes == ("1", "1000") and ten.test.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("variant", ["pickle", "object array"])
+def test_imagenet32_pickled_files_are_refused(
+    downloads: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    folder = downloads / "ImageNet32"
+    write_imagenet32_all(folder)
+    batch = folder / "Imagenet32_train_npz/train_data_batch_3.npz"
+    if variant == "pickle":  # the pickled variant: unpickling it would call os.system
+
+        class Hostile:
+            def __reduce__(self):
+                return (os.system, ("true",))
+
+        batch.write_bytes(pickle.dumps({"data": Hostile(), "labels": [1]}))
+    else:
+        np.savez(batch, data=np.array([{"x": 1}], dtype=object), labels=np.array([1]))
+    ran: list[tuple] = []
+    monkeypatch.setattr(os, "system", lambda *a: ran.append(a))
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_domain("imagenet32")
+    message = str(info.value)
+    assert "train_data_batch_3.npz" in message and "pickled" in message
+    assert "allow_pickle=False" in message and not ran
+
+
+@pytest.mark.parametrize(
+    "name, files",
+    [
+        ("synnumbers", ["synth_train_32x32.mat", "synth_test_32x32.mat"]),
+        (
+            "imagenet32",
+            [
+                "Imagenet32_train_npz/train_data_batch_1.npz",
+                "train_data_batch_10.npz",
+                "Imagenet32_val_npz/val_data.npz",
+            ],
+        ),
+    ],
+)
+def test_datasets_without_download_name_their_files_and_folder(
+    downloads: Path, monkeypatch: pytest.MonkeyPatch, name: str, files: list[str]
+) -> None:
+    probed = []
+    monkeypatch.setattr(real, "network_problem", lambda urls: probed.append(urls))
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_domain(name)
+    message = str(info.value)
+    folder = downloads / real.REAL_DATASETS[name].folder
+    assert repr(name) in message and str(folder) in message and "cannot download" in message
+    assert all(f in message for f in files) and "TLAB_DATA" in message
+    assert "digits, syndigits, letters" in message
+    assert not probed  # nothing to download from: no network probe
+
+
 # ---------------------------------------------------------------- offline and broken files
 
 

@@ -323,3 +323,35 @@ def test_the_paper_preset_attacks_with_the_papers_learning_rate_and_rounds_pixel
               "lr": wang.ATTACK_LR, "input_dropout": 0.0, "eot_samples": 1}  # fmt: skip
     assert wang.setup("smoke").attack(3, 0.01, budget_kind="dssim").recipe() == before
     assert paper.options(seed=4)["seed"] == 4 and paper.options()["lr"] == 1.0
+
+
+# ------------------------------------------------------------------------------------ below K
+
+
+def test_below_k_table_attacks_every_layer_of_the_retrained_and_original_student(
+    oracle, tlab_data, monkeypatch
+):
+    lab = tiny_lab()
+    oracle.labels = lab.domain.test.labels
+    for e in lab.students.values():  # the zoo recipe's subset: the whole (tiny) split
+        e.meta["spec"] = {"n": None, "subset_seed": 0}
+    attack = wang.MimicrySettings(layer=3, budget=0.01, steps=3)
+    rows = wang.below_k_table(lab, "deep", attack, 0.5, n_pairs=3, epochs=1)
+    assert [r["layer"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        for key in ("success", "success_original", "in_budget"):
+            assert 0.0 <= r[key] <= 1.0
+        assert r["distance"] >= 0 and r["distance_original"] >= 0
+        assert r["threshold"] == 0.5
+    series = wang.below_k_series(list(reversed(rows)))
+    assert series["layer"] == [1, 2, 3]
+    assert series["retrained"] == [r["success"] for r in rows]
+    assert series["original"] == [r["success_original"] for r in rows]
+    monkeypatch.setattr(
+        wang.defending,
+        "neuron_distance_retrain",
+        lambda *a, **k: pytest.fail("a cached table was recomputed"),
+    )
+    assert wang.below_k_table(lab, "deep", attack, 0.5, n_pairs=3, epochs=1) == rows
+    with pytest.raises(TlabError, match="> 0"):
+        wang.below_k_table(lab, "deep", attack, 0.0, n_pairs=3)

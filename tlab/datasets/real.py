@@ -5,6 +5,8 @@ and ``fashion_mnist`` (the papers' real tasks: Zhang et al. 2020, Sec. 5.1; Davc
 2019, Sec. 3). When their files are missing tlab checks for a network (a few seconds at most)
 and lets torchvision download them, or raises :class:`DatasetUnavailableError` saying where to
 put them. Fashion-MNIST is read from Debian's ``dataset-fashion-mnist`` package when installed.
+``synnumbers`` (SynDigits) and ``imagenet32`` (Zhang et al. 2020, Sec. 4.1, Table 1) have no
+torchvision loader and no download: :mod:`tlab.datasets.readers` reads their published files.
 :mod:`tlab.core.data` registers them as domains beside the embedded ones.
 """
 
@@ -28,7 +30,7 @@ import torchvision.datasets as tvd
 from torchvision.datasets.utils import extract_archive
 
 from tlab import paths
-from tlab.datasets import synthetic
+from tlab.datasets import readers, synthetic
 from tlab.datasets.network import network_problem
 from tlab.errors import DatasetUnavailableError
 
@@ -173,6 +175,7 @@ class _Real:
     archive: str | None = None  # a torchvision archive in downloads/ that tlab may unpack
     debian: bool = False  # also unpack "<file>.gz" from DEBIAN_FASHION_MNIST
     options: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    reader: str = "torchvision"  # who reads the files (named when reading fails)
 
     def needed(self, opts: dict[str, Any]) -> tuple[str, ...]:
         return self.files + (("extra_32x32.mat",) if opts.get("extra") else ())
@@ -281,6 +284,33 @@ REAL_DATASETS: dict[str, _Real] = {
         _nine(_read_stl10),
         9,
     ),
+    "synnumbers": _Real(
+        10,
+        "SynDigits (Ganin & Lempitsky's Syn Numbers), rendered house-number-like digits, "
+        "479k/9.5k, 32x32 colour",
+        readers.SYNDIGITS_FOLDER,
+        readers.SYNDIGITS_FILES,
+        (),
+        "Copy synth_train_32x32.mat and synth_test_32x32.mat (Ganin & Lempitsky's "
+        "SynNumbers, linked from http://yaroslav.ganin.net/) into {folder}.",
+        readers.read_syndigits,
+        reader="tlab (scipy.io.loadmat)",
+    ),
+    "imagenet32": _Real(
+        readers.IMAGENET32_CLASSES,
+        "ImageNet32 (Chrabaszcz et al. 2017), ImageNet downsampled, 1,000 classes, "
+        "1.28M/50k, 32x32 colour",
+        readers.IMAGENET32_FOLDER,
+        (*readers.IMAGENET32_TRAIN, readers.IMAGENET32_VAL),
+        (),
+        "Download Imagenet32_train_npz.zip and Imagenet32_val_npz.zip (the npz variant, "
+        "https://image-net.org/download-images, Downsampled ImageNet 32x32) and unzip them "
+        "into {folder}, so that it holds Imagenet32_train_npz/train_data_batch_1.npz ... "
+        "train_data_batch_10.npz and Imagenet32_val_npz/val_data.npz. The pickled variant "
+        "is refused: unpickling a file can run code.",
+        readers.read_imagenet32,
+        reader="tlab (numpy.load, allow_pickle=False)",
+    ),
     "fashion_mnist": _mnist_real(
         tvd.FashionMNIST,
         "FashionMNIST",
@@ -347,7 +377,8 @@ def _unavailable(name: str, info: _Real, root: Path, problem: str) -> DatasetUna
 
 def load_real(name: str, **opts: Any) -> tuple:
     """Unpack local .gz files / archives if needed, download only when files are still missing
-    and the network answers, then read with torchvision (classes, train, test)."""
+    and the network answers, then read with torchvision or :mod:`tlab.datasets.readers`
+    (classes, train, test). Datasets without download addresses are never downloaded."""
     info = REAL_DATASETS[name]
     root = paths.subdir("downloads")
     missing, gz = _local_sources(info, root, opts)
@@ -364,6 +395,10 @@ def load_real(name: str, **opts: Any) -> tuple:
             f"a local archive could not be unpacked ({exc}); replace it with an intact copy",
         ) from exc
     missing, _ = _local_sources(info, root, opts)
+    if missing and not info.urls:
+        raise _unavailable(
+            name, info, root, f"{', '.join(missing)} not on disk (tlab cannot download it)"
+        )
     if missing:
         problem = network_problem(info.urls)
         if problem is not None:
@@ -377,4 +412,6 @@ def load_real(name: str, **opts: Any) -> tuple:
         return info.read(root, bool(missing), **opts)
     except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         action = "download" if missing else "read the files of"
-        raise _unavailable(name, info, root, f"torchvision could not {action} it ({exc})") from exc
+        raise _unavailable(
+            name, info, root, f"{info.reader} could not {action} it ({exc})"
+        ) from exc

@@ -33,6 +33,8 @@ from tlab.attacks.perturbation import check_budget
 from tlab.papers.wang import verdicts
 from tlab.papers.wang.crafting import attack_pairs, crafted, crafted_untargeted
 from tlab.papers.wang.defending import (
+    below_k_series,
+    below_k_table,
     dropout_table,
     ensemble_table,
     feature_scale,
@@ -86,6 +88,8 @@ __all__ = [
     "SeedLab",
     "Setup",
     "attack_pairs",
+    "below_k_series",
+    "below_k_table",
     "candidate_specs",
     "check_budget",
     "check_layer",

@@ -42,12 +42,22 @@ from tlab.presets import Knob, PresetTable, check_preset
 ROLES = ("A", "C", "A_ci", "Scratch", "FT", "CommonInit")
 TARGET_ROLES = ("Scratch", "FT", "CommonInit")
 
-#: The paper's tasks (Sec. 4.1; n_A / n_B / n_C from REFERENCE.md) for the ``paper`` preset:
-#: task -> (A, B, C, n_A, n_B, n_C); None = the whole training split. SVHN includes "extra".
+#: The paper's tasks (Sec. 4.1, Table 1) for the ``paper`` preset: task -> (A, B, C, n_A, n_B,
+#: n_C); None = the whole training split. SVHN includes "extra" (604K). S->Syn samples Table 1's
+#: 4.8K SynDigits images; CIFAR->STL uses the 9 classes CIFAR10 and STL10 share (45K / 4.5K,
+#: all of them) and all of ImageNet32 (1.28M) with its own 1,000 classes, which C alone needs
+#: (Sec. 3.2: A and B take C's weights except the classifier; Sec. 4.3).
 PAPER_TASKS: dict[str, tuple[str, str, str | None, int | None, int, int | None]] = {
     "M->U": ("mnist", "usps", "svhn:extra=true", None, 74, None),
     "U->M": ("usps", "mnist", "svhn:extra=true", None, 600, None),
     "S->M": ("svhn:extra=true", "mnist", None, None, 600, None),
+    "S->Syn": ("svhn:extra=true", "synnumbers", "mnist", None, 4800, None),
+    "CIFAR->STL": ("cifar10_9", "stl10_9", "imagenet32", None, 4500, None),
+}
+#: The network of each paper task (``"name:key=value"``, as :func:`tlab.core.models.build_model`
+#: takes it): DTN for the digit tasks, WideResNet-28-10 for CIFAR->STL (Sec. 4.3).
+PAPER_ARCHS: dict[str, str] = dict.fromkeys(PAPER_TASKS, "dtn") | {
+    "CIFAR->STL": "wrn:depth=28,width=10"
 }
 #: The paper's FGSM budgets, in its [-1, 1] pixel units (Sec. 5, Figs. 3-5).
 PAPER_EPS_SIGNED = (2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 0.125)
@@ -287,7 +297,8 @@ def setup(
       n_A = n_C = 2000, n_B = 100, Adam, A 10 epochs, B up to 60 epochs with patience 15;
       seeds 0-4; FT frozen 0 and 4; eps 2, 4, 8, 16/255.
     - ``paper``: a task of :data:`PAPER_TASKS` (``task``, default ``"M->U"``), real datasets,
-      SGD lr 0.01 momentum 0.9 weight decay 5e-4 (Sec. 4.3's grid), batch 128, early stopping
+      the task's network (:data:`PAPER_ARCHS`: DTN, or WideResNet-28-10 for CIFAR->STL), SGD
+      lr 0.01 momentum 0.9 weight decay 5e-4 (Sec. 4.3's grid), batch 128, early stopping
       with patience 50; the paper's eps converted to [0, 1] pixels; FT's frozen stages run in
       train mode, as in the authors' code.
 
@@ -299,10 +310,13 @@ def setup(
             f"task={task!r} picks one of the paper's real tasks; it needs "
             "preset='paper' (the other presets use the embedded domains)"
         )
+    arch_options: dict[str, Any] = {}
+    arch = "dtn"
     if preset == "paper":
         task = task or "M->U"
         check_choice("task", task, tuple(PAPER_TASKS))
         p_source, p_target, p_common, p_na, p_nb, p_nc = PAPER_TASKS[task]
+        arch, arch_options = parse_domain(PAPER_ARCHS[task])
     else:
         p_source, p_target, p_common = DEFAULT_SOURCE, DEFAULT_TARGET, DEFAULT_COMMON
         p_na = p_nc = p["n_a"]
@@ -314,8 +328,8 @@ def setup(
         source=source or p_source,
         target=target or p_target,
         common=_common_domain(common, p_common),
-        arch="dtn",
-        arch_options={},
+        arch=arch,
+        arch_options=arch_options,
         n_a=n_a or p_na,
         n_b=n_b or p_nb,
         n_c=p_nc,
