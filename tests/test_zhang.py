@@ -187,3 +187,11 @@ def test_only_the_paper_preset_runs_fts_frozen_stages_in_train_mode_as_the_autho
     assert not paper.spec("FT", 0, 0).train.frozen_train_mode  # nothing frozen: same recipe
     assert not paper.spec("Scratch", 0).train.frozen_train_mode
     assert not standard.spec("FT", 0, 4).train.frozen_train_mode
+
+
+def test_claims_name_the_authors_frozen_mode_so_both_modes_are_recorded_apart():
+    standard = zhang.setup("standard")
+    authors = standard.with_(ft_frozen_train_mode=True)
+    assert zhang.verdicts.ft_name(standard, 4) == "FT (frozen 4)"
+    assert zhang.verdicts.ft_name(authors, 4) == "FT (frozen 4), frozen stages in train mode"
+    assert zhang.verdicts.ft_name(authors, 0) == "FT (frozen 0)"  # freezes nothing: one model

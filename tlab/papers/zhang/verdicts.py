@@ -14,7 +14,15 @@ from tlab.errors import TlabError
 from tlab.papers.claims import Claim, paired_claim
 from tlab.papers.zhang.ablations import gains, pick, variant_order
 from tlab.papers.zhang.lab import Lab
-from tlab.papers.zhang.setup import RELIABLE_WB, role_label
+from tlab.papers.zhang.setup import RELIABLE_WB, Setup, role_label
+
+
+def ft_name(setup: Setup, frozen: int) -> str:
+    """How claims name FT at ``frozen``: with "frozen stages in train mode" when the setup runs
+    them as the authors' code does, so that notebook 03's comparison of the two modes records
+    two claims, not one overwriting the other."""
+    name = role_label("FT", frozen)
+    return f"{name}, frozen stages in train mode" if setup.ft_frozen_train_mode and frozen else name
 
 
 def claims(lab: Lab, codes: Sequence[str] = ("Z1", "Z2", "Z3", "Z4", "Z6")) -> list[Claim]:
@@ -33,7 +41,7 @@ def claims(lab: Lab, codes: Sequence[str] = ("Z1", "Z2", "Z3", "Z4", "Z6")) -> l
     out: list[Claim] = []
     for k in s.frozen:
         ft = functools.partial(lab.across_seeds, "FT", frozen=k)
-        name = role_label("FT", k)
+        name = ft_name(s, k)
         if "Z1" in codes:
             out.append(
                 paired_claim(
