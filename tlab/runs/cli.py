@@ -1,5 +1,5 @@
 """Command line: ``python -m tlab run | notebooks | domains | presets | prepare | zoo | sweep |
-report``.
+report | student``.
 
 Errors the user can fix (a TlabError) print as one line prefixed ``tlab: error:`` and exit 2;
 failures inside notebooks are listed in the run's index and exit 1.
@@ -161,6 +161,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_student(args: argparse.Namespace) -> int:
+    from tlab.runs.student import write_student_notebooks
+
+    written = write_student_notebooks(args.out, force=args.force)
+    print(
+        f"{len(written)} student notebook(s) in {args.out}: solutions replaced by stubs, "
+        "hidden checks removed, outputs cleared"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
         "<!-- report:claims:end -->",
     )
     report.set_defaults(func=_cmd_report)
+    student = sub.add_parser(
+        "student", help="write the student copies of the notebooks (exercises unsolved)"
+    )
+    student.add_argument("out", help="folder for the student notebooks")
+    student.add_argument(
+        "--force", action="store_true", help="write into a non-empty folder (deletes nothing)"
+    )
+    student.set_defaults(func=_cmd_student)
     return parser
 
 

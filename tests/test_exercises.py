@@ -1,0 +1,280 @@
+"""The notebooks' exercise helpers and behaviour checks: a correct function passes, a plausible
+wrong one fails with a hint, nbgrader's stub reports "not solved yet"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tlab.attacks.msssim import ms_dssim
+from tlab.core.models import build_model, freeze
+from tlab.defenses.input_dropout import drop_pixels
+from tlab.notebook import exercise_checks as ec
+from tlab.notebook import exercises
+from tlab.notebook.exercises import NotQuite
+
+
+def stub(*_args, **_kwargs):
+    raise NotImplementedError()
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry():
+    exercises.SOLVED.clear()
+    yield
+    exercises.SOLVED.clear()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def test_check_reports_solved_unsolved_and_wrong(capsys):
+    assert exercises.check("ex", lambda: "fine", hint="h") is True
+    assert "Correct (ex): fine" in capsys.readouterr().out
+    assert exercises.check("ex", stub, hint="h") is False
+    assert "not solved yet" in capsys.readouterr().out
+
+    def wrong() -> str:
+        exercises.expect(False, "it is wrong")
+        return "never"
+
+    with pytest.raises(NotQuite, match=r"it is wrong[\s\S]*Hint: look here"):
+        exercises.check("ex", wrong, hint="look here")
+    assert exercises.SOLVED["ex"] is False
+
+
+def test_check_lets_other_errors_through():
+    def broken() -> str:
+        raise TypeError("a bug in the student's code")
+
+    with pytest.raises(TypeError):
+        exercises.check("ex", broken, hint="h")
+
+
+def test_use_falls_back_until_solved(capsys):
+    def mine():
+        return "mine"
+
+    def tlabs():
+        return "tlab"
+
+    assert exercises.use("ex", mine, tlabs, "thing") is tlabs
+    assert "not solved yet: the cells below use tlab's thing" in capsys.readouterr().out
+    exercises.check("ex", lambda: "ok", hint="h")
+    assert exercises.use("ex", mine, tlabs, "thing") is mine
+
+
+def test_reveal(capsys):
+    assert exercises.reveal("q", stub, "FT", choices=("FT", "Scratch"), measured="m") is None
+    assert "not solved yet (no prediction made)" in capsys.readouterr().out
+    assert exercises.reveal("q", lambda: "FT", "FT", choices=("FT", "Scratch"), measured="m")
+    assert (
+        exercises.reveal("q", lambda: "Scratch", "FT", choices=("FT", "Scratch"), measured="m")
+        is False
+    )
+    with pytest.raises(NotQuite):
+        exercises.reveal("q", lambda: "ft?", "FT", choices=("FT", "Scratch"), measured="m")
+
+
+# ---------------------------------------------------------------- PGD (01)
+
+
+@pytest.fixture(scope="module")
+def trained_linear():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    x = torch.rand(64, 3, 8, 8)
+    y = model(x).argmax(1).detach()
+    return model.eval(), x, y
+
+
+def pgd_without_projection(model, x, y, eps, alpha, steps):
+    adv = x.clone()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(adv), y, reduction="sum"), adv)
+        adv = (adv + alpha * grad.sign()).clamp(0, 1).detach()
+    return adv
+
+
+def test_pgd_check(trained_linear):
+    model, x, y = trained_linear
+    kw = dict(eps=4 / 255, alpha=1 / 255, steps=10)
+    assert ec.check_pgd(ec.pgd_attack, model, x, y, **kw)
+    with pytest.raises(NotQuite, match="moved by"):
+        ec.check_pgd(pgd_without_projection, model, x, y, **kw)
+    with pytest.raises(NotQuite, match="FGSM"):
+        ec.check_pgd(lambda m, x_, y_, *a: x_.clone(), model, x, y, **kw)
+    assert ec.check_pgd(stub, model, x, y, **kw) is False
+
+
+# ---------------------------------------------------------------- frozen stages (02)
+
+
+def small_dtn():
+    torch.manual_seed(0)
+    return build_model("dtn", 10)
+
+
+def test_freeze_check():
+    assert ec.check_freeze(freeze, small_dtn, [0, 2, 4])
+
+    def off_by_one(model, k):
+        return freeze(model, min(k + 1, model.num_stages))
+
+    with pytest.raises(NotQuite, match="stage"):
+        ec.check_freeze(off_by_one, small_dtn, [0, 2])
+    assert ec.check_freeze(stub, small_dtn, [1]) is False
+
+
+# ---------------------------------------------------------------- accuracy (03), gamma (04)
+
+
+def test_adversarial_accuracy_check():
+    assert ec.check_adversarial_accuracy(ec.adversarial_accuracy_of)
+
+    def over_all(row, i):
+        return 1 - sum(row["wb_fooled"][i]) / len(row["correct"])
+
+    with pytest.raises(NotQuite):
+        ec.check_adversarial_accuracy(over_all)
+
+
+def test_gamma_check():
+    from tlab.core.metrics import gamma
+
+    assert ec.check_gamma(gamma)
+    with pytest.raises(NotQuite, match="Hint: gamma"):
+        ec.check_gamma(lambda a_b, a_w: (a_b - a_w) / np.where(a_b > 0, a_b, 1))
+    with pytest.raises(NotQuite, match="NaN"):
+        ec.check_gamma(lambda a_b, a_w: (a_b - a_w) / np.maximum(a_w, 1e-3))
+    assert ec.check_gamma(stub) is False
+
+
+# ---------------------------------------------------------------- gradient norms (06)
+
+
+def test_gradient_norms_check(trained_linear):
+    from tlab.core.metrics import input_gradient_norms
+
+    model, x, y = trained_linear
+    assert ec.check_gradient_norms(input_gradient_norms, model, x[:8], y[:8])
+
+    def averaged(model, x, y):
+        x = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+        return grad.flatten(1).norm(dim=1)
+
+    with pytest.raises(NotQuite, match="reduction"):
+        ec.check_gradient_norms(averaged, model, x[:8], y[:8])
+
+
+# ---------------------------------------------------------------- adversarial training (07)
+
+
+def test_adversarial_loss_check():
+    assert ec.check_adversarial_loss(ec.davchev_loss)
+
+    def adversarial_only(model, x, y, eps):
+        from tlab.attacks import fgsm
+
+        x_adv = fgsm(model, x, None, eps=eps)
+        return F.cross_entropy(model(x_adv), y), x_adv
+
+    def true_labels(model, x, y, eps):
+        from tlab.attacks import fgsm
+
+        x_adv = fgsm(model, x, y, eps=eps)
+        return (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y)) / 2, x_adv
+
+    with pytest.raises(NotQuite, match="L_clean"):
+        ec.check_adversarial_loss(adversarial_only)
+    with pytest.raises(NotQuite, match="predict"):
+        ec.check_adversarial_loss(true_labels)
+    assert ec.check_adversarial_loss(stub) is False
+
+
+# ---------------------------------------------------------------- normalisation (08)
+
+
+def test_normalise_check():
+    from tlab.core.metrics import minmax_normalise_columns
+
+    assert ec.check_normalise(minmax_normalise_columns)
+    with pytest.raises(NotQuite):
+        ec.check_normalise(lambda v: (v - v.min()) / (v.max() - v.min()))  # whole table
+
+
+# ---------------------------------------------------------------- mimicry (09), fingerprint (10)
+
+
+@pytest.fixture(scope="module")
+def teacher_and_images():
+    torch.manual_seed(0)
+    teacher = build_model("dtn", 10).eval()
+    images = torch.rand(4, 3, 32, 32)
+    return teacher, images[:2], images[2:]
+
+
+def test_mimicry_loss_check(teacher_and_images):
+    teacher, sources, targets = teacher_and_images
+    layer = teacher.num_stages
+    assert ec.check_mimicry_loss(ec.mimicry_loss, teacher, layer, sources, targets, budget=0.01)
+
+    def linear_penalty(teacher, layer, x, x_source, target, budget, penalty):
+        distance = (teacher.features(x, layer).flatten(1) - target.flatten(1)).norm(dim=1)
+        return distance + penalty * (ms_dssim(x, x_source) - budget).clamp_min(0)
+
+    def no_clamp(teacher, layer, x, x_source, target, budget, penalty):
+        distance = (teacher.features(x, layer).flatten(1) - target.flatten(1)).norm(dim=1)
+        return distance + penalty * (ms_dssim(x, x_source) - budget).square()
+
+    with pytest.raises(NotQuite, match="DSSIM - P"):
+        ec.check_mimicry_loss(linear_penalty, teacher, layer, sources, targets, budget=0.01)
+    with pytest.raises(NotQuite, match="within the budget"):
+        ec.check_mimicry_loss(no_clamp, teacher, layer, sources, targets, budget=0.01)
+    assert ec.check_mimicry_loss(stub, teacher, layer, sources, targets, budget=0.01) is False
+
+
+def test_find_teacher_check():
+    assert ec.check_find_teacher(ec.find_teacher)
+
+    def no_threshold(student, prints):
+        from tlab.attacks.fingerprint import gini
+
+        return min(prints, key=lambda k: float(gini(student(prints[k]).softmax(1)).mean()))
+
+    with pytest.raises(NotQuite, match="None"):
+        ec.check_find_teacher(no_threshold)
+    assert ec.check_find_teacher(stub) is False
+
+
+# ---------------------------------------------------------------- input dropout (11)
+
+
+def test_vote_check():
+    assert ec.check_vote(ec.majority_vote)
+    with pytest.raises(NotQuite):
+        ec.check_vote(lambda votes: votes[0])
+
+
+def test_eot_check(teacher_and_images):
+    teacher, x, targets = teacher_and_images
+    layer = teacher.num_stages
+    target = teacher.features(targets, layer).detach()
+    assert ec.check_eot_distance(ec.eot_distance, teacher, layer, x, target, ratio=0.3)
+
+    def one_mask(teacher, layer, x, target, ratio, samples):
+        seen = drop_pixels(x, ratio) if ratio > 0 else x
+        return (teacher.features(seen, layer).flatten(1) - target.flatten(1)).norm(dim=1)
+
+    def summed(teacher, layer, x, target, ratio, samples):
+        return samples * ec.eot_distance(teacher, layer, x, target, ratio, samples)
+
+    with pytest.raises(NotQuite, match=r"spread|masks"):
+        ec.check_eot_distance(one_mask, teacher, layer, x, target, ratio=0.3)
+    with pytest.raises(NotQuite):
+        ec.check_eot_distance(summed, teacher, layer, x, target, ratio=0.3)
+    assert ec.check_eot_distance(stub, teacher, layer, x, target, ratio=0.3) is False

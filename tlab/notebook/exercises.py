@@ -1,0 +1,101 @@
+"""Exercises in the notebooks: behaviour checks, fall-backs and "predict, then reveal".
+
+An exercise cell holds the student's function, its body between nbgrader's ``### BEGIN
+SOLUTION`` / ``### END SOLUTION`` markers; ``python -m tlab student OUT/`` replaces the body with
+nbgrader's stub, which raises ``NotImplementedError``. The check cell after it calls
+:func:`check` with a behaviour test (``tlab.notebook.exercise_checks``): a test states what a
+correct function does, never compares it with tlab's own call of the same function.
+
+- ``NotImplementedError`` anywhere in the test means "not solved yet": :func:`check` says so
+  and returns ``False``; nothing else is caught.
+- A wrong behaviour raises :class:`NotQuite` (an ``AssertionError``) with a hint, so that a
+  solution notebook run headless (CI) fails loudly.
+- :func:`use` then hands the cells below the student's function if its check passed, otherwise
+  tlab's implementation, and says which.
+- :func:`reveal` compares a prediction, made before the numbers were shown, with this run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import torch
+
+F = TypeVar("F", bound=Callable[..., object])
+
+#: Exercise name -> did its last check pass (filled by :func:`check`, read by :func:`use`).
+SOLVED: dict[str, bool] = {}
+
+NOT_SOLVED = "not solved yet"
+
+
+class NotQuite(AssertionError):
+    """A behaviour check failed; the message holds what went wrong and a hint."""
+
+
+def expect(condition: object, problem: str) -> None:
+    """Inside a behaviour test: fail with ``problem`` unless ``condition`` holds."""
+    if not condition:
+        raise NotQuite(problem)
+
+
+def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
+    """Run the behaviour ``test`` of exercise ``name`` and print the outcome.
+
+    ``test()`` calls the student's function, raises :class:`NotQuite` (or any
+    ``AssertionError``) on a wrong behaviour and returns a one-line description of what it
+    verified. Returns ``True`` when solved, ``False`` when the function still raises
+    ``NotImplementedError`` (nbgrader's stub); raises :class:`NotQuite` with ``hint`` otherwise.
+    The test runs on a fork of torch's random state.
+    """
+    try:
+        with torch.random.fork_rng():  # a check's random draws leave the notebook's seeds alone
+            verified = test()
+    except NotImplementedError:
+        SOLVED[name] = False
+        print(f"{name}: {NOT_SOLVED}. Write your solution in the cell above and run this again.")
+        return False
+    except AssertionError as failure:
+        SOLVED[name] = False
+        raise NotQuite(f"Not quite ({name}): {failure}\nHint: {hint}") from None
+    SOLVED[name] = True
+    print(f"Correct ({name}): {verified}")
+    return True
+
+
+def use(name: str, yours: F, fallback: F, what: str) -> F:
+    """The student's function for the cells below if exercise ``name`` passed its check, else
+    ``fallback`` (tlab's ``what``), saying which one the cells use."""
+    if SOLVED.get(name):
+        print(f"Exercise {name!r} solved: the cells below use your function, not tlab's {what}.")
+        return yours
+    print(f"Exercise {name!r} {NOT_SOLVED}: the cells below use tlab's {what}.")
+    return fallback
+
+
+def reveal(
+    name: str,
+    prediction: Callable[[], object],
+    answer: str,
+    *,
+    choices: Sequence[str],
+    measured: str,
+) -> bool | None:
+    """Compare the student's ``prediction()`` (one of ``choices``) with this run's ``answer``.
+
+    ``measured`` says what the run measured. Returns ``None`` when no prediction was made (the
+    function still raises ``NotImplementedError``), else whether it matched. A wrong prediction
+    is not an error: it is what the reveal is for.
+    """
+    if answer not in choices:
+        raise ValueError(f"answer {answer!r} is not one of {list(choices)}")
+    try:
+        guess = prediction()
+    except NotImplementedError:
+        print(f"{name}: {NOT_SOLVED} (no prediction made). This run says {answer!r}: {measured}.")
+        return None
+    expect(guess in choices, f"predict one of {list(choices)}, not {guess!r}")
+    verdict = "your prediction matches" if guess == answer else "this run says otherwise"
+    print(f"{name}: you predicted {guess!r}; {verdict}: {answer!r} ({measured}).")
+    return guess == answer
