@@ -5,7 +5,10 @@ written by ``python -m tlab run 02 03 ... 11 --preset quick``): the numbers a st
 running the notebooks as they open. Issue 16 sets the thresholds; for Zhang et al. (02-06):
 the source model at least 85 % on its own domain, FT more accurate than Scratch on clean images of
 B, more robust to white-box FGSM at 4/255, and far more fooled by the source model's examples.
-(Davchev's and Wang's default records are not committed yet: their checks come with them.)
+Wang et al. (09): the deep-layer student fooled in at least half of the pairs and success
+falling from deep to mid to full fine-tuning, read from seed 0 of the standard run's record (the
+same recipe: the default is the standard sizes on seed 0). (Davchev's default record is not
+committed yet: its check comes with it.)
 """
 
 from __future__ import annotations
@@ -39,3 +42,15 @@ def test_zhang_source_model_fine_tuning_and_both_sides_of_the_coin_show_on_seed_
     for eps in (4, 8):  # the source's black-box examples: FT loses at least twice what Scratch does
         for ft in ("ft0", "ft4"):
             assert 1 - bb[f"bb{eps}_{ft}"] >= 2 * (1 - bb[f"bb{eps}_scratch"]), (eps, ft)
+
+
+def test_wang_deep_students_are_fooled_and_success_falls_with_fine_tuning_on_seed_0():
+    path = REFERENCE_RUNS / "standard" / "09_mimicry_attack" / RECORD_FILE
+    claims = json.loads(path.read_text(encoding="utf-8"))["claims"]
+    w1 = next(c for c in claims if c["code"] == "W1")
+    deep_vs_mid, mid_vs_full = (part["evidence"] for part in w1["parts"])
+    at = deep_vs_mid["seeds"].index(0)
+    assert mid_vs_full["seeds"].index(0) == at
+    deep, mid, full = deep_vs_mid["better"][at], deep_vs_mid["worse"][at], mid_vs_full["worse"][at]
+    assert deep >= 0.5
+    assert deep > mid > full
