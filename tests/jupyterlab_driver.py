@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -70,6 +71,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def at_test_preset(path: Path, preset: str = "smoke") -> None:
+    """Set the notebook's ``PRESET`` parameter to the suite's preset, as papermill would inject
+    it: the notebooks open with the default preset, minutes per notebook."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            cell["source"] = re.sub(
+                r'^(PRESET(: str)? = )"quick"', rf'\1"{preset}"', source, flags=re.M
+            )
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 @dataclass
 class LabServer:
     """A JupyterLab server on 127.0.0.1 serving a scratch copy of the notebooks."""
@@ -88,6 +102,8 @@ class LabServer:
         self.port = self.port or free_port()
         notebooks = self.root / "notebooks"
         shutil.copytree(ROOT / "notebooks", notebooks, dirs_exist_ok=True)
+        for path in notebooks.glob("*.ipynb"):
+            at_test_preset(path)
         for probe in NEGATIVE_CONTROLS:
             shutil.copy(ROOT / "tests" / "fixtures" / f"{probe}.ipynb", notebooks)
         app_settings = self.root / "app-settings"
