@@ -181,6 +181,12 @@ class _Stopped(Exception):
     """A slice's search gave up because another slice failed or the caller was interrupted."""
 
 
+def budget_penalty(perturbation: torch.Tensor, budget: float, penalty: float) -> torch.Tensor:
+    """The penalty form of the budget constraint, per image: ``penalty * max(perturbation - P,
+    0)^2`` (Wang et al. 2018, Sec. 3, Eq. 1: the constraint ``DSSIM <= P`` moved into the loss)."""
+    return penalty * (perturbation - budget).clamp_min(0).square()
+
+
 def _search(
     start: torch.Tensor,
     distance_fn: DistanceFn,
@@ -220,7 +226,7 @@ def _search(
             loss = distance
             if budget is not None:
                 perturbation = measure(x)
-                loss = loss + penalty * (perturbation - budget).clamp_min(0).square()
+                loss = loss + budget_penalty(perturbation, budget, penalty)
         if step > 0:
             d = distance.detach()
             ok = d < best_distance
@@ -249,7 +255,7 @@ def all_eval(models: Sequence[nn.Module]) -> Iterator[None]:
         yield
 
 
-def _distance_fn(
+def feature_distance(
     teachers: Sequence[StagedModel],
     layers: Sequence[int],
     targets: Sequence[torch.Tensor],
@@ -257,7 +263,8 @@ def _distance_fn(
     eot_samples: int,
     generator: torch.Generator | None,
 ) -> DistanceFn:
-    """Per image, the sum over teachers of ``||T_K(x) - target||_2``.
+    """Per image, the sum over teachers of ``||T_K(x) - target||_2``, the distance the mimicry
+    attack minimises (Wang et al. 2018, Sec. 3, Eq. 1).
 
     With ``input_dropout > 0`` the image is copied ``eot_samples`` times, each copy loses a
     random set of pixels, and the distance is averaged over the copies.
@@ -331,7 +338,7 @@ def mimic_features(
     def attack_rows(rows: slice, stop: threading.Event | None) -> dict[str, torch.Tensor]:
         x0 = start[rows].detach().to(device, torch.float32).contiguous()
         targets = [t[rows].detach().to(device, torch.float32) for t in target_features]
-        fn = _distance_fn(copies, layers, targets, input_dropout, eot_samples, generator)
+        fn = feature_distance(copies, layers, targets, input_dropout, eot_samples, generator)
         dssim_to_start = SourceDSSIM(x0, window=SSIM_WINDOW, sigma=SSIM_SIGMA)  # = dssim(., x0)
         measures: dict[str, DistanceFn] = {
             "dssim": dssim_to_start,
@@ -352,7 +359,7 @@ def mimic_features(
         )
         if round_pixels:
             best = torch.round(best * 255) / 255
-        clean = _distance_fn(copies, layers, targets, 0.0, 1, None)
+        clean = feature_distance(copies, layers, targets, 0.0, 1, None)
         with torch.no_grad():
             row = {
                 "adversarial": best,

@@ -171,6 +171,24 @@ def _adversarial_batch(
     return pgd(model, x, labels, eps=config.adv_eps, alpha=alpha, steps=config.adv_steps)
 
 
+def training_loss(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The loss of one training step: ``(loss, clean logits, adversarial batch or None)``.
+
+    Clean pass first (in train mode, BatchNorm statistics see the clean batch), then, with
+    adversarial training, the batch's adversarial copies crafted against the current weights
+    and the mean of the clean and the adversarial cross-entropy (Davchev et al. 2019, Sec. 2.3;
+    their code's ``run_adv_train_iter``). Differentiable down to the weights.
+    """
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    if config.adversarial == "none":
+        return loss, logits, None
+    x_adv = _adversarial_batch(model, x, y, config)
+    return (loss + F.cross_entropy(model(x_adv), y)) / 2, logits, x_adv
+
+
 def _train_mode(model: StagedModel, config: TrainConfig) -> None:
     """Train mode for an epoch of :func:`fit`; frozen stages too if ``config.frozen_train_mode``.
 
@@ -253,13 +271,7 @@ def fit(
         seen = 0
         for x, y in batches:
             with autocast_for(device):
-                # Clean pass first (train mode: BatchNorm statistics see the clean batch), then
-                # crafting in eval mode: Davchev et al.'s run_adv_train_iter.
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                if config.adversarial != "none":
-                    x_adv = _adversarial_batch(model, x, y, config)
-                    loss = (loss + F.cross_entropy(model(x_adv), y)) / 2
+                loss, logits, _ = training_loss(model, x, y, config)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -67,6 +67,13 @@ def dropout_vote_predict(
     generator = torch.Generator().manual_seed(int(seed))
     copies = torch.cat([drop_pixels(x, ratio, generator=generator) for _ in range(votes)])
     predictions = predict(model, copies, batch_size=batch_size).view(votes, x.shape[0])
+    return majority_vote(predictions, generator)
+
+
+def majority_vote(predictions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per column of ``predictions`` (``(votes, N)`` class indices), the class voted most often;
+    a tie is broken at random with ``generator`` (a CPU generator). Wang et al. (2018, Sec. 6.1).
+    """
     num_classes = int(predictions.max().item()) + 1 if predictions.numel() else 1
     counts = F.one_hot(predictions, num_classes).sum(0).float()  # (N, classes)
     # Counts are integers: noise below 1 only reorders classes that tie for the most votes.
