@@ -278,3 +278,20 @@ def test_eot_check(teacher_and_images):
     with pytest.raises(NotQuite):
         ec.check_eot_distance(summed, teacher, layer, x, target, ratio=0.3)
     assert ec.check_eot_distance(stub, teacher, layer, x, target, ratio=0.3) is False
+
+
+# ---------------------------------------------------------------- a batch run's table (12)
+
+
+def test_mean_difference_check():
+    from tlab.runs.sweep_results import mean_difference
+
+    assert ec.check_mean_difference(mean_difference)
+    assert ec.check_mean_difference(mean_difference, seed=1)
+    with pytest.raises(NotQuite, match="n_B = "):  # the difference of the means of another seed
+        ec.check_mean_difference(
+            lambda w, by, a, b: w[a].groupby(w[by]).max() - w[b].groupby(w[by]).max()
+        )
+    with pytest.raises(NotQuite, match="Series"):  # one number for the whole table
+        ec.check_mean_difference(lambda w, by, a, b: float((w[a] - w[b]).mean()))
+    assert ec.check_mean_difference(stub) is False

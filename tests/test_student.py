@@ -42,7 +42,7 @@ def test_every_notebook_gets_a_student_copy_without_solutions(student_dir):
         stubs = [c for c in copy.cells if c.metadata.get("nbgrader", {}).get("solution")]
         assert all("raise NotImplementedError()" in c.source for c in stubs), info.name
         exercises += len(stubs)
-        if info.name[:2] in {f"{n:02d}" for n in range(1, 12)}:
+        if info.name[:2] in {f"{n:02d}" for n in range(1, 13)}:
             assert stubs, f"{info.name} has no exercise"
             checks = [c for c in copy.cells if _is_check(c)]
             assert checks and all(c.metadata.get("editable") is False for c in checks)

@@ -205,3 +205,10 @@ def write_outputs(out_dir: Path, notebook: Path, points: list[Point]):
     )
     files["html"].write_text(page, encoding="utf-8")
     return table, files
+
+
+def mean_difference(wide, by: str, better: str, worse: str):
+    """Per value of parameter ``by``, the mean over points of ``wide[better] - wide[worse]``
+    (a pandas Series indexed by ``by``): e.g. fine-tuning's clean-accuracy advantage over
+    training from scratch per target-set size n_B (Zhang et al. 2020, Sec. 6.1, Fig. 6)."""
+    return (wide[better] - wide[worse]).groupby(wide[by]).mean()

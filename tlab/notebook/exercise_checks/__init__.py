@@ -14,6 +14,7 @@ from tlab.notebook.exercise_checks.davchev import (
     check_normalise,
     davchev_loss,
 )
+from tlab.notebook.exercise_checks.runs import check_mean_difference
 from tlab.notebook.exercise_checks.wang import (
     check_eot_distance,
     check_find_teacher,
@@ -41,6 +42,7 @@ __all__ = [
     "check_freeze",
     "check_gamma",
     "check_gradient_norms",
+    "check_mean_difference",
     "check_mimicry_loss",
     "check_normalise",
     "check_pgd",

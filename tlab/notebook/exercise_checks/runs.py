@@ -1,0 +1,47 @@
+"""Notebook 12's exercise: reading a batch run's table (Zhang et al. 2020, Sec. 6.1, Fig. 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlab.notebook.exercises import check, expect
+
+
+def check_mean_difference(my_difference: Callable[..., Any], *, seed: int = 0) -> bool:
+    """FT's advantage over Scratch per n_B, on a made-up wide table with several seeds per n_B
+    in shuffled order: the mean over points of (FT - Scratch) for each n_B, indexed by n_B."""
+    rng = np.random.default_rng(seed)
+    sizes = np.repeat([50, 100, 500], 3)
+    ft = rng.uniform(0.5, 0.9, len(sizes))
+    scratch = ft - rng.uniform(-0.05, 0.3, len(sizes))
+    order = rng.permutation(len(sizes))
+    wide = pd.DataFrame(
+        {"N_B": sizes[order], "clean_ft0": ft[order], "clean_scratch": scratch[order]}
+    )
+    want = {n: float(np.mean(ft[sizes == n] - scratch[sizes == n])) for n in (50, 100, 500)}
+
+    def test() -> str:
+        got = my_difference(wide.copy(), "N_B", "clean_ft0", "clean_scratch")
+        expect(isinstance(got, pd.Series), "return a pandas Series indexed by the parameter")
+        expect(
+            sorted(got.index.tolist()) == sorted(want),
+            f"one value per n_B {sorted(want)}, got index {got.index.tolist()}",
+        )
+        for n, value in want.items():
+            expect(
+                abs(float(got[n]) - value) < 1e-9,
+                f"n_B = {n}: {float(got[n]):+.4f}, but the mean of FT - Scratch over its "
+                f"{int((sizes == n).sum())} points is {value:+.4f}",
+            )
+        return f"the mean of FT - Scratch per n_B on {len(wide)} made-up points"
+
+    return check(
+        "FT's advantage per n_B",
+        test,
+        hint="subtract the two columns row by row, then group by the parameter column and take "
+        "the mean (Series.groupby(wide[by]).mean()).",
+    )
