@@ -14,6 +14,7 @@ Goal (issue 13): median <= 1 s and max <= 2 s per notebook, warm, on 2 cores.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
     finally:
         server.stop()
+        shutil.rmtree(root)
     print("\n| notebook | panels | control changes | figure unchanged | Run All (s) | median (s) "
           "| max (s) |\n|---|---|---|---|---|---|---|")
     for name, panels, n, stuck, run, median, top in rows:
