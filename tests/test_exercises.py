@@ -45,6 +45,14 @@ def test_check_reports_solved_unsolved_and_wrong(capsys):
     assert exercises.SOLVED["ex"] is False
 
 
+def test_while_grading_an_unsolved_exercise_fails_its_check(monkeypatch):
+    monkeypatch.setenv(exercises.GRADING_ENV, "1")
+    with pytest.raises(NotQuite, match="not solved yet"):
+        exercises.check("ex", stub, hint="h")
+    assert exercises.SOLVED["ex"] is False
+    assert exercises.check("ex", lambda: "fine", hint="h") is True
+
+
 def test_check_lets_other_errors_through():
     def broken() -> str:
         raise TypeError("a bug in the student's code")

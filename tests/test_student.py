@@ -4,6 +4,10 @@ run by tests/test_notebooks.py, where every check passes)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -98,3 +102,50 @@ def test_student_notebooks_run_end_to_end_unsolved(name, student_dir, tmp_path):
     uses = [c for c in executed.cells if c.cell_type == "code" and "= use(" in c.source]
     for cell in uses:
         assert "the cells below use tlab's" in "".join(o.get("text", "") for o in cell.outputs)
+
+
+@pytest.mark.notebooks
+def test_nbgrader_autograde_gives_no_point_unsolved_and_every_point_solved(tmp_path):
+    """nbgrader's own course workflow on notebook 10 (at the smoke preset): generate the
+    assignment from the solution copy, submit the released (unsolved) copy for one student and
+    the solution copy for another, autograde with ``TLAB_GRADING=1`` as docs/lecturer.md says."""
+    from jupyterlab_driver import at_test_preset
+    from nbgrader.api import Gradebook  # type: ignore[import-untyped]
+
+    name = "10_fingerprinting_the_teacher.ipynb"
+    course = tmp_path / "course"
+    (course / "source" / "ps1").mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
+        "c.CourseDirectory.course_id = 'tlab'\n"
+    )
+    source = course / "source" / "ps1" / name
+    source.write_bytes((ROOT / "notebooks" / name).read_bytes())
+    at_test_preset(source)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # alembic
+        "TLAB_GRADING": "1",
+    }
+
+    def nbgrader(*args: str) -> None:
+        run = subprocess.run(
+            [sys.executable, "-m", "nbgrader", *args, "--force"],
+            cwd=course,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+
+    nbgrader("generate_assignment", "ps1")
+    for student, copy in (("alice", course / "release" / "ps1" / name), ("bob", source)):
+        (course / "submitted" / student / "ps1").mkdir(parents=True)
+        shutil.copy(copy, course / "submitted" / student / "ps1" / name)
+    nbgrader("autograde", "ps1")
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        unsolved = gradebook.find_submission("ps1", "alice")
+        solved = gradebook.find_submission("ps1", "bob")
+        assert unsolved.max_score >= 1
+        assert unsolved.score == 0
+        assert solved.score == solved.max_score

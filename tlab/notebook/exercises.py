@@ -7,7 +7,10 @@ nbgrader's stub, which raises ``NotImplementedError``. The check cell after it c
 correct function does, never compares it with tlab's own call of the same function.
 
 - ``NotImplementedError`` anywhere in the test means "not solved yet": :func:`check` says so
-  and returns ``False``; nothing else is caught.
+  and returns ``False``, so that Run All goes on to the cells below; nothing else is caught.
+  When grading (the environment variable :data:`GRADING_ENV` set to ``1``, e.g.
+  ``TLAB_GRADING=1 nbgrader autograde ...``) an unsolved exercise raises :class:`NotQuite`
+  instead: nbgrader gives a test cell its points when it runs without an error.
 - A wrong behaviour raises :class:`NotQuite` (an ``AssertionError``) with a hint, so that a
   solution notebook run headless (CI) fails loudly.
 - :func:`use` then hands the cells below the student's function if its check passed, otherwise
@@ -17,6 +20,7 @@ correct function does, never compares it with tlab's own call of the same functi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -28,6 +32,9 @@ F = TypeVar("F", bound=Callable[..., object])
 SOLVED: dict[str, bool] = {}
 
 NOT_SOLVED = "not solved yet"
+
+#: Set to ``1`` while grading: an unsolved exercise then fails its check cell.
+GRADING_ENV = "TLAB_GRADING"
 
 
 class NotQuite(AssertionError):
@@ -46,7 +53,8 @@ def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
     ``test()`` calls the student's function, raises :class:`NotQuite` (or any
     ``AssertionError``) on a wrong behaviour and returns a one-line description of what it
     verified. Returns ``True`` when solved, ``False`` when the function still raises
-    ``NotImplementedError`` (nbgrader's stub); raises :class:`NotQuite` with ``hint`` otherwise.
+    ``NotImplementedError`` (nbgrader's stub; while grading, see :data:`GRADING_ENV`, that
+    raises :class:`NotQuite` too); raises :class:`NotQuite` with ``hint`` otherwise.
     The test runs on a fork of torch's random state.
     """
     try:
@@ -54,6 +62,8 @@ def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
             verified = test()
     except NotImplementedError:
         SOLVED[name] = False
+        if os.environ.get(GRADING_ENV) == "1":
+            raise NotQuite(f"{name}: {NOT_SOLVED} (no points while grading)") from None
         print(f"{name}: {NOT_SOLVED}. Write your solution in the cell above and run this again.")
         return False
     except AssertionError as failure:
