@@ -150,6 +150,20 @@ def test_the_lab_teacher_is_the_first_candidate_so_the_zoo_entry_is_shared():
             wang.candidate_specs("smoke", count)
 
 
+def test_w3_seeds_train_new_students_and_seed_0_keeps_each_candidates_own_student():
+    candidates = wang.candidate_specs("smoke", 3)
+    seed0 = wang.candidate_student_specs(candidates, "deep", "smoke", 0)
+    for name, spec in candidates.items():  # seed 0: the student notebook 10 shows
+        frozen = wang.frozen_layer("deep", wang.num_stages(spec))
+        assert seed0[name].key() == wang.student_spec(spec, frozen, "smoke", spec.train.seed).key()
+    keys = {
+        spec.key()
+        for seed in range(3)
+        for spec in wang.candidate_student_specs(candidates, "deep", "smoke", seed).values()
+    }
+    assert len(keys) == 9  # every (candidate, seed) gets its own student
+
+
 # ------------------------------------------------------------------------------------ pairs
 
 

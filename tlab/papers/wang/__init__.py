@@ -45,6 +45,7 @@ from tlab.papers.wang.figures import defences_figure, gini_heatmap, layer_figure
 from tlab.papers.wang.fingerprinting import (
     CANDIDATES,
     candidate_specs,
+    candidate_student_specs,
     fingerprint_set,
     fingerprint_table,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "below_k_series",
     "below_k_table",
     "candidate_specs",
+    "candidate_student_specs",
     "check_budget",
     "check_layer",
     "check_student",

@@ -14,7 +14,14 @@ from tlab.attacks.fingerprint import (
 from tlab.cache import cached_result, cached_tensors
 from tlab.core.zoo import ModelSpec, ZooEntry
 from tlab.errors import TlabError
-from tlab.papers.wang.lab import ATTACK_LR, NARROW_VGG, teacher_spec
+from tlab.papers.wang.lab import (
+    ATTACK_LR,
+    NARROW_VGG,
+    frozen_layer,
+    num_stages,
+    student_spec,
+    teacher_spec,
+)
 from tlab.presets import check_preset
 
 #: Notebook 10's pool of candidate teachers: (name, architecture options, training seed).
@@ -37,6 +44,20 @@ def candidate_specs(preset: str, count: int = 0) -> dict[str, ModelSpec]:
     return {
         name: teacher_spec(preset, seed, arch="vgg", options=options)
         for name, options, seed in CANDIDATES[:count]
+    }
+
+
+def candidate_student_specs(
+    candidates: Mapping[str, ModelSpec], kind: str, preset: str, seed: int = 0
+) -> dict[str, ModelSpec]:
+    """One student of ``kind`` (``"deep"``, ``"mid"``, ``"full"``) per candidate teacher, trained
+    with the candidate's training seed plus ``seed``: W3's seeds vary the students as well as
+    the fingerprints' random start (seed 0 is the candidate's own seed)."""
+    return {
+        name: student_spec(
+            spec, frozen_layer(kind, num_stages(spec)), preset, spec.train.seed + seed
+        )
+        for name, spec in candidates.items()
     }
 
 
