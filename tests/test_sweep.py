@@ -264,6 +264,9 @@ def test_local_sweep_on_two_workers_collects_a_tidy_table(tmp_path):
         assert result["status"] == "ok" and (out / pid / "sweep_probe.ipynb").exists()
         pids.add(result["pid"])
     assert len(pids) == 2  # both worker processes ran points
+    # kernels talk over Unix sockets of their own: two workers starting kernels at the same
+    # moment can no longer be handed the same TCP port (a failure seen in CI)
+    assert {results(out, pid)["extra"]["kernel_transport"] for pid in ids} == {"ipc"}
     share = str(max(1, (os.cpu_count() or 1) // 2))
     # the 2 workers share the CPUs; dask's MALLOC_TRIM_THRESHOLD_ stays out of the kernels
     assert {json.dumps(results(out, pid)["extra"]["environment"]) for pid in ids} == {

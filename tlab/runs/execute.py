@@ -13,6 +13,7 @@ import ast
 import operator
 import os
 import re
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,21 +48,34 @@ def execute(
     :func:`check_parameters`). ``kernel_env``: variables set in (None: removed from) the
     kernel's environment, e.g. a sweep point's ``TLAB_RECORD_DIR`` and thread share."""
     values = check_parameters(notebook, parameters)
-    config = Config({"RecordingKernelManager": {"extra_env": dict(kernel_env or {})}})
     start, error = time.perf_counter(), ""
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=values,
-            cwd=str(notebook.parent),
-            kernel_name="python3",
-            progress_bar=False,
-            kernel_manager_class=RecordingKernelManager,
-            config=config,
+    with tempfile.TemporaryDirectory(prefix="tlab-kernel-") as sockets:
+        config = Config(
+            {
+                "RecordingKernelManager": {
+                    "extra_env": dict(kernel_env or {}),
+                    # Unix sockets in a folder of this run's own, not TCP ports: jupyter_client
+                    # picks a "free" TCP port by binding and releasing it, so two processes
+                    # starting kernels at the same moment (a local sweep's Dask workers) could
+                    # both be handed the same port ("Address already in use").
+                    "transport": "ipc",
+                    "ip": str(Path(sockets) / "kernel"),
+                }
+            }
         )
-    except papermill.PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}"
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=values,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                progress_bar=False,
+                kernel_manager_class=RecordingKernelManager,
+                config=config,
+            )
+        except papermill.PapermillExecutionError as exc:
+            error = f"{exc.ename}: {exc.evalue}"
     return Execution("failed" if error else "ok", error, time.perf_counter() - start)
 
 
@@ -82,7 +96,7 @@ class RecordingKernelManager(AsyncKernelManager):
     async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
         env = {**(kw.get("env") or os.environ), **self.extra_env}
         kw["env"] = {name: value for name, value in env.items() if value is not None}
-        # the kernel's "running over TCP without encryption" warning would garble the progress bar
+        # the kernel's start-up warnings would garble the progress bar
         kw["extra_arguments"] = [*kw.get("extra_arguments", []), "--IPKernelApp.log_level=ERROR"]
         await super().start_kernel(**kw)
 
