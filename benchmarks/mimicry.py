@@ -10,8 +10,8 @@ Both sides run the same iterations; on the loop's 32 pairs the benchmark asserts
 and looped results reach the same success rate on the student. Both sides start from torch's
 default thread count (every core). One pair's small convolutions cannot keep two cores busy; a
 batch can, and from 128 pairs on a CPU the attack gives each core its own slice of the batch
-(``tlab.attacks.mimicry.ROWS_PER_CPU_THREAD``) -- that is part of what batching buys. Run it on an idle
-machine; other jobs on the cores distort both sides.
+(``tlab.attacks.mimicry.ROWS_PER_CPU_THREAD``) -- that is part of what batching buys. Run it on
+an idle machine; other jobs on the cores distort both sides.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ class PerSampleDataset(Dataset):
 
 
 def _train_epoch(model: torch.nn.Module, batches: Iterable,
-                 precision: Callable[[], ContextManager]) -> int:
+                 precision: Callable[[], AbstractContextManager]) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     seen = 0
@@ -62,7 +62,7 @@ def _train_epoch(model: torch.nn.Module, batches: Iterable,
 
 
 def _images_per_second(model: torch.nn.Module, make_batches, repeats: int,
-                       precision: Callable[[], ContextManager]) -> float:
+                       precision: Callable[[], AbstractContextManager]) -> float:
     rates = []
     for _ in range(repeats):
         net = copy.deepcopy(model)
@@ -103,7 +103,7 @@ def run(quick: bool = False) -> list[dict]:
     def base_batches() -> DataLoader:
         return DataLoader(PerSampleDataset(data.images, data.labels), batch_size=128, shuffle=True)
 
-    def tlab_precision() -> ContextManager:
+    def tlab_precision() -> AbstractContextManager:
         return autocast_for(device)
 
     baseline_name = "DataLoader, per-sample PIL + ToTensor, float32"

@@ -4,6 +4,10 @@ An :class:`EvalSet` fixes which test images are used (a seeded, class-balanced s
 domain's test split), so that every curve of a notebook and every rerun measures the same
 inputs. Results are cached by :mod:`tlab.cache`, keyed by the zoo keys of the models involved,
 the evaluation set and the attack, so a warm notebook and a widget re-render read them from disk.
+
+Every attack here crafts on :func:`tlab.attacks.attack_copy` of the attacked model (batch norms
+folded, channels-last on the CPU: the same function within float rounding, and faster to
+differentiate, see ``benchmarks/attacks.py``) and scores on the model itself.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from typing import Any
 
 import torch
 
-from tlab.attacks.gradient import make_attack
+from tlab.attacks import attack_copy, make_attack
 from tlab.cache import cached_result
 from tlab.core.data import load_domain
 from tlab.core.device import model_device
-from tlab.core.metrics import adversarial_accuracy, blackbox_accuracy
+from tlab.core.metrics import blackbox_accuracy
 from tlab.core.tensorsets import class_balanced_subset
 from tlab.core.zoo import ZooEntry
 from tlab.errors import TlabError
@@ -87,14 +91,12 @@ def attack_curve(
     def compute() -> list[dict[str, float]]:
         device = next(target.model.parameters()).device
         x, y = data.tensors(device)
+        attacker = attack_copy(target.model if source is None else source.model.to(device))
         rows = []
         for eps in eps_list:
             step = {} if alpha_fraction is None else {"alpha": max(alpha_fraction * eps, 1e-6)}
             attack_fn = make_attack(attack, labels=labels, eps=float(eps), **step, **hyper)
-            if source is None:
-                result = adversarial_accuracy(target.model, x, y, attack_fn)
-            else:
-                result = blackbox_accuracy(source.model.to(device), target.model, x, y, attack_fn)
+            result = blackbox_accuracy(attacker, target.model, x, y, attack_fn)
             rows.append({"eps": float(eps), **result.summary()})
         return rows
 
@@ -137,7 +139,8 @@ def crafted_examples(
         _CRAFTED.move_to_end(key)
         return _CRAFTED[key]
     x, y = data.tensors(model_device(attacker.model))
-    _CRAFTED[key] = make_attack(attack, eps=float(eps), **hyper)(attacker.model, x, y)
+    craft = make_attack(attack, eps=float(eps), **hyper)
+    _CRAFTED[key] = craft(attack_copy(attacker.model), x, y)
     while len(_CRAFTED) > MAX_CRAFTED:
         _CRAFTED.popitem(last=False)
     return _CRAFTED[key]
