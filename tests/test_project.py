@@ -41,6 +41,16 @@ def test_binder_uses_the_same_pins_with_cpu_torch():
     assert "tlab prepare" in (ROOT / "binder/postBuild").read_text()
 
 
+def test_the_binder_link_opens_the_student_copy_that_postbuild_writes():
+    post_build = (ROOT / "binder/postBuild").read_text()
+    (folder,) = re.findall(r"^python -m tlab student (\S+)$", post_build, re.MULTILINE)
+    links = re.findall(
+        r"mybinder\.org/v2/gh/[^)\s]*urlpath=lab/tree/([^)\s]+)", (ROOT / "README.md").read_text()
+    )
+    assert links == [f"{folder}/00_start_here.ipynb"]
+    assert f"/{folder}/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
 @pytest.mark.parametrize("info", available_notebooks(), ids=lambda i: i.name)
 def test_notebooks_are_clean_and_well_formed(info):
     nb = nbformat.read(info.path, as_version=4)

@@ -21,8 +21,8 @@ PRESETS = PresetTable(
         "gallery_per_class": Knob(3, 6, 6, 6, "images per class in 00's domain galleries"),
         "curve_eps": Knob(
             [0, 2, 4, 8, 16, 32],
-            list(range(0, 33, 2)),
-            list(range(0, 33, 2)),
+            [0, 2, 4, 6, 8, 12, 16, 24, 32],
+            [0, 2, 4, 6, 8, 12, 16, 24, 32],
             list(range(0, 33, 2)),
             "FGSM budgets x 255 of 00's accuracy curve",
         ),
