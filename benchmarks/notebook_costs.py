@@ -11,8 +11,10 @@ that paper's shared models already trained, as it would in class.
     python benchmarks/notebook_costs.py --preset quick --data /tmp/cold --out /tmp/costs \\
         00 01 02 03 04 05 06 07 08 09 10 11 12
 
-prints a Markdown table and writes ``costs.json`` into ``--out``. Read the load first
-(``uptime``): the times mean something only on an idle machine.
+prints a Markdown table and writes ``costs.json`` into ``--out``, then, per notebook, its
+slowest cells of the cold pass (papermill's per-cell durations in the executed notebook) -- where
+the time goes. Read the load first (``uptime``): the times mean something only on an idle
+machine.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ def run_once(notebook: str, preset: str, data: Path, out: Path) -> dict[str, flo
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "peak_mib": round(usage.ru_maxrss / 1024),
     }
+
+
+def first_line(source: str | list[str]) -> str:
+    """A cell's first line (nbformat stores the source as one string or a list of lines)."""
+    return "".join(source).split("\n")[0]
+
+
+def slowest_cells(executed: Path, top: int = 3) -> list[tuple[float, int, str]]:
+    """The ``top`` slowest code cells of an executed notebook: (seconds, cell index, first line),
+    from the durations papermill writes into each cell's metadata."""
+    cells = json.loads(executed.read_text())["cells"]
+    timed = [
+        (cell["metadata"]["papermill"]["duration"] or 0.0, i, first_line(cell["source"]))
+        for i, cell in enumerate(cells)
+        if cell["cell_type"] == "code" and "papermill" in cell["metadata"]
+    ]
+    return sorted(timed, reverse=True)[:top]
 
 
 def table(cold: list[dict], warm: list[dict]) -> str:
@@ -77,6 +96,10 @@ def main() -> None:
     (args.out / "costs.json").write_text(json.dumps({**passes, "load_after": load}, indent=2))
     print(table(passes["cold"], passes["warm"]))
     print(f"load average after the runs: {load[0]:.2f} (1 min), {load[2]:.2f} (15 min)")
+    print("\nslowest cells of the cold pass (seconds, cell index, first line):")
+    for executed in sorted((args.out / "cold").glob("*.ipynb")):
+        cells = "; ".join(f"{t:.0f} s [{i}] {line[:60]}" for t, i, line in slowest_cells(executed))
+        print(f"- {executed.stem}: {cells}")
 
 
 if __name__ == "__main__":
