@@ -187,6 +187,9 @@ def test_fashion_mnist_from_debian_layout(
     assert np.array_equal(
         d.train.images[:, 1, 2:30, 2:30].numpy(), arrays["train-images-idx3-ubyte"]
     )
+    # the three channels are one grey channel stored once (a view), equal in every channel
+    assert d.train.images.untyped_storage().nbytes() == 40 * 32 * 32
+    assert torch.equal(d.train.images[:, 0], d.train.images[:, 2])
     assert (downloads / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()
     low, high = (
         load_domain("fashion_mnist", labels="0-4"),

@@ -84,8 +84,12 @@ def _resize32(images: torch.Tensor, antialias: bool) -> torch.Tensor:
 
 
 def _grey3(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W) grey -> (N, 3, H, W), the grey channel repeated."""
-    return images[:, None].expand(-1, 3, -1, -1).contiguous()
+    """uint8 (N, H, W) grey -> (N, 3, H, W), the grey channel repeated.
+
+    A view that stores the grey channel once (stride 0 across channels), not three copies:
+    Fashion-MNIST's 70k images take 72 MB instead of 215 MB; a subset or a float conversion
+    materialises only the images it takes."""
+    return images[:, None].expand(-1, 3, -1, -1)
 
 
 def _mnist_like(cls: type, classes: tuple[str, ...]) -> Callable[..., tuple]:
