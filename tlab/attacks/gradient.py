@@ -36,6 +36,7 @@ from torch import nn
 from tlab.checks import check_choice, check_eps, check_positive_int
 from tlab.core.device import model_device
 from tlab.core.inputs import check_images, check_labels, eval_mode, input_gradient
+from tlab.core.metrics import DEFAULT_BATCH_SIZE
 from tlab.errors import TlabError
 
 __all__ = ["Attack", "fgsm", "list_attacks", "make_attack", "pgd"]
@@ -101,7 +102,7 @@ def fgsm(
     *,
     eps: float,
     targeted: bool = False,
-    batch_size: int | None = None,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
 ) -> torch.Tensor:
     """Fast Gradient Sign Method: one step of size ``eps`` along the sign of the input gradient.
 
@@ -118,7 +119,9 @@ def fgsm(
             model's own predictions on ``x`` (avoids label leaking; untargeted only).
         eps: L-infinity budget in [0, 1] pixel units (halve a paper's [-1, 1] value).
         targeted: step towards ``y`` instead of away from it.
-        batch_size: attack at most this many images at a time (``None``: all at once).
+        batch_size: attack at most this many images at a time (``None``: all at once). Each
+            image's perturbation is its own (eval mode, summed loss), so this bounds memory
+            without changing the result; 256 DTN images take about 90 MB of activations.
 
     Returns:
         Adversarial images, same shape, dtype and device as ``x``.
@@ -149,7 +152,7 @@ def pgd(
     random_start: bool = False,
     targeted: bool = False,
     seed: int | None = None,
-    batch_size: int | None = None,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
 ) -> torch.Tensor:
     """Projected Gradient Descent: ``steps`` signed-gradient steps of size ``alpha``, each
     followed by projection onto the L-infinity ball of radius ``eps`` around ``x`` and onto
