@@ -9,6 +9,8 @@ import os
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -173,6 +175,35 @@ def test_mnist_from_idx_gz(downloads: Path) -> None:
         assert int(border.max()) == 0
         assert ts.labels.tolist() == arrays[f"{prefix}-labels-idx1-ubyte"].tolist()
     assert (downloads / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()  # unpacked
+
+
+def test_the_layouts_written_out_match_the_installed_torchvision() -> None:
+    for name, layout in real.TORCHVISION_LAYOUTS.items():
+        cls = getattr(tvd, name)
+        if name in ("MNIST", "FashionMNIST"):
+            assert layout.urls == tuple(cls.mirrors) and layout.folder == f"{name}/raw"
+            assert layout.files == tuple(u.split("/")[-1][: -len(".gz")] for u, _ in cls.resources)
+        elif name in ("USPS", "SVHN"):
+            assert layout.urls == tuple(u for u, _, _ in cls.split_list.values())
+            assert set(layout.files) <= {f for _, f, _ in cls.split_list.values()}
+        else:
+            listed = [f for f, _ in cls.train_list + cls.test_list]
+            meta = [cls.meta["filename"]] if hasattr(cls, "meta") else []
+            assert layout.files == (*listed, *meta) and layout.folder == cls.base_folder
+            assert layout.urls == (cls.url,) and layout.archive == cls.filename
+    assert tuple(tvd.FashionMNIST.classes) == real.FASHION_MNIST_CLASSES
+
+
+def test_listing_and_finding_datasets_does_not_import_torchvision() -> None:
+    """torchvision costs a kernel about 165 MiB; only reading a real dataset may import it."""
+    code = (
+        "import sys; from tlab.core import data, zoo; from tlab.notebook import plots, widgets; "
+        "from tlab.papers import zhang, davchev, wang; data.list_domains(); "
+        "data.load_domain('digits'); print('torchvision' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
 
 
 def test_fashion_mnist_from_debian_layout(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import platform
 import time
@@ -36,7 +37,6 @@ import filelock
 import safetensors
 import safetensors.torch
 import torch
-import torchvision
 
 import tlab
 from tlab.cache import atomic_write, entry_lock, recipe_hash
@@ -153,7 +153,7 @@ def _versions() -> dict[str, str]:
     return {
         "tlab": tlab.__version__,
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),  # without importing it
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
     }

@@ -8,6 +8,12 @@ put them. Fashion-MNIST is read from Debian's ``dataset-fashion-mnist`` package 
 ``synnumbers`` (SynDigits) and ``imagenet32`` (Zhang et al. 2020, Sec. 4.1, Table 1) have no
 torchvision loader and no download: :mod:`tlab.datasets.readers` reads their published files.
 :mod:`tlab.core.data` registers them as domains beside the embedded ones.
+
+torchvision is imported only when a dataset is read: importing it adds about 165 MiB to a
+notebook's kernel (measured with the CUDA build of torch), and listing the domains or checking
+what is on disk must not cost that. So the folders, files, archives and download addresses of
+the torchvision classes tlab reads are written out here (:data:`TORCHVISION_LAYOUTS`, from
+torchvision 0.29.1); ``tests/test_data_real.py`` checks them against the installed torchvision.
 """
 
 from __future__ import annotations
@@ -26,8 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.datasets as tvd
-from torchvision.datasets.utils import extract_archive
 
 from tlab import paths
 from tlab.datasets import readers, synthetic
@@ -71,6 +75,95 @@ SHARED9 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "horse", "shi
 _SHARED9_ALIASES = {"car": "automobile"}
 
 
+@dataclass(frozen=True)
+class TorchvisionLayout:
+    """Where a ``torchvision.datasets`` class keeps its files, and where it downloads them."""
+
+    cls: str  # the class's name in torchvision.datasets
+    folder: str  # relative to the root folder handed to the class
+    files: tuple[str, ...]  # the files the class checks for
+    urls: tuple[str, ...]  # download addresses (MNIST-like: the mirrors)
+    archive: str | None = None  # the archive the class downloads and unpacks
+
+
+_CIFAR_SITE = "https://www.cs.toronto.edu/~kriz/"
+_USPS_SITE = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/"
+_SVHN_SITE = "http://ufldl.stanford.edu/housenumbers/"
+#: The layouts of the torchvision classes tlab reads (module docstring).
+TORCHVISION_LAYOUTS = {
+    layout.cls: layout
+    for layout in (
+        TorchvisionLayout(
+            "MNIST",
+            "MNIST/raw",
+            _IDX_FILES,
+            (
+                "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                "http://yann.lecun.com/exdb/mnist/",
+            ),
+        ),
+        TorchvisionLayout(
+            "FashionMNIST",
+            "FashionMNIST/raw",
+            _IDX_FILES,
+            ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        ),
+        TorchvisionLayout(
+            "USPS",
+            "USPS",
+            ("usps.bz2", "usps.t.bz2"),
+            (f"{_USPS_SITE}usps.bz2", f"{_USPS_SITE}usps.t.bz2"),
+        ),
+        TorchvisionLayout(
+            "SVHN",
+            "SVHN",
+            ("train_32x32.mat", "test_32x32.mat"),
+            tuple(f"{_SVHN_SITE}{part}_32x32.mat" for part in ("train", "test", "extra")),
+        ),
+        TorchvisionLayout(
+            "CIFAR10",
+            "cifar-10-batches-py",
+            (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+            (f"{_CIFAR_SITE}cifar-10-python.tar.gz",),
+            "cifar-10-python.tar.gz",
+        ),
+        TorchvisionLayout(
+            "CIFAR100",
+            "cifar-100-python",
+            ("train", "test", "meta"),
+            (f"{_CIFAR_SITE}cifar-100-python.tar.gz",),
+            "cifar-100-python.tar.gz",
+        ),
+        TorchvisionLayout(
+            "STL10",
+            "stl10_binary",
+            ("train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin", "test_y.bin"),
+            ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",),
+            "stl10_binary.tar.gz",
+        ),
+    )
+}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+def _torchvision_class(name: str) -> Any:
+    """``torchvision.datasets.<name>``, importing torchvision now (module docstring)."""
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, name)
+
+
 def _resize32(images: torch.Tensor, antialias: bool) -> torch.Tensor:
     """uint8 (N, C, H, W) -> uint8 (N, C, 32, 32), bilinear, in chunks to bound memory."""
     out = torch.empty(len(images), images.shape[1], 32, 32, dtype=torch.uint8)
@@ -92,12 +185,13 @@ def _grey3(images: torch.Tensor) -> torch.Tensor:
     return images[:, None].expand(-1, 3, -1, -1)
 
 
-def _mnist_like(cls: type, classes: tuple[str, ...]) -> Callable[..., tuple]:
+def _mnist_like(cls: str, classes: tuple[str, ...]) -> Callable[..., tuple]:
     """28x28 grey digits/clothes zero-padded to 32x32 and repeated to 3 channels, as Zhang et
     al. (2020, Sec. 5.1) feed MNIST to their DTN."""
 
     def read(root: Path, download: bool) -> tuple:
-        sets = [cls(str(root), train=t, download=download) for t in (True, False)]
+        reader = _torchvision_class(cls)
+        sets = [reader(str(root), train=t, download=download) for t in (True, False)]
         return classes, *[(_grey3(F.pad(s.data, (2, 2, 2, 2))), s.targets.long()) for s in sets]
 
     return read
@@ -105,7 +199,8 @@ def _mnist_like(cls: type, classes: tuple[str, ...]) -> Callable[..., tuple]:
 
 def _read_usps(root: Path, download: bool) -> tuple:
     """16x16 grey USPS upsampled x2 to 32x32, bilinear (align_corners=False), 3 channels."""
-    sets = [tvd.USPS(str(root / "USPS"), train=t, download=download) for t in (True, False)]
+    usps = _torchvision_class("USPS")
+    sets = [usps(str(root / "USPS"), train=t, download=download) for t in (True, False)]
     return _DIGIT_NAMES, *[
         (
             _grey3(_resize32(torch.from_numpy(s.data)[:, None], False)[:, 0]),
@@ -119,7 +214,7 @@ def _read_svhn(root: Path, download: bool, extra: bool) -> tuple:
     """SVHN train (+ the 531,131 'extra' images, as Zhang et al. did) and test, already 32x32."""
 
     def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        s = tvd.SVHN(str(root / "SVHN"), split=name, download=download)
+        s = _torchvision_class("SVHN")(str(root / "SVHN"), split=name, download=download)
         return torch.from_numpy(np.ascontiguousarray(s.data)), torch.from_numpy(s.labels)
 
     parts = [split("train")] + ([split("extra")] if extra else [])
@@ -128,9 +223,10 @@ def _read_svhn(root: Path, download: bool, extra: bool) -> tuple:
     return _DIGIT_NAMES, train, (test[0], test[1].long())
 
 
-def _cifar(cls: type) -> Callable[..., tuple]:
+def _cifar(cls: str) -> Callable[..., tuple]:
     def read(root: Path, download: bool) -> tuple:
-        sets = [cls(str(root), train=t, download=download) for t in (True, False)]
+        reader = _torchvision_class(cls)
+        sets = [reader(str(root), train=t, download=download) for t in (True, False)]
         return tuple(sets[0].classes), *[
             (
                 torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
@@ -145,7 +241,8 @@ def _cifar(cls: type) -> Callable[..., tuple]:
 def _read_stl10(root: Path, download: bool) -> tuple:
     """STL10's labelled train (5,000) and test (8,000) images, 96x96 -> 32x32 bilinear with
     antialiasing."""
-    sets = [tvd.STL10(str(root), split=s, download=download) for s in ("train", "test")]
+    stl10 = _torchvision_class("STL10")
+    sets = [stl10(str(root), split=s, download=download) for s in ("train", "test")]
     classes = tuple(getattr(sets[0], "classes", _STL10_CLASSES))
     return classes, *[
         (_resize32(torch.from_numpy(s.data), True), torch.from_numpy(s.labels.astype(np.int64)))
@@ -186,59 +283,59 @@ class _Real:
 
 
 def _mnist_real(
-    cls: type[Any],
-    folder: str,
+    cls: str,
     classes: tuple[str, ...],
     what: str,
     extra_how: str = "",
     debian: bool = False,
 ) -> _Real:
+    layout = TORCHVISION_LAYOUTS[cls]
     return _Real(
         10,
         what,
-        f"{folder}/raw",
-        _IDX_FILES,
-        tuple(m + _IDX_FILES[0] + ".gz" for m in cls.mirrors),
-        f"Copy the four IDX files {', '.join(f + '.gz' for f in _IDX_FILES)} (from "
-        f"{cls.mirrors[0]}) into {{folder}}; tlab unpacks them.{extra_how}",
+        layout.folder,
+        layout.files,
+        tuple(m + layout.files[0] + ".gz" for m in layout.urls),
+        f"Copy the four IDX files {', '.join(f + '.gz' for f in layout.files)} (from "
+        f"{layout.urls[0]}) into {{folder}}; tlab unpacks them.{extra_how}",
         _mnist_like(cls, classes),
         debian=debian,
     )
 
 
-def _cifar_real(cls: type[Any], what: str, read: Callable[..., tuple], n: int) -> _Real:
+def _cifar_real(cls: str, what: str, read: Callable[..., tuple], n: int) -> _Real:
+    layout = TORCHVISION_LAYOUTS[cls]
     return _Real(
         n,
         what,
-        cls.base_folder,
-        (*(f for f, _ in cls.train_list + cls.test_list), cls.meta["filename"]),
-        (cls.url,),
-        f"Put {cls.filename} (from {cls.url}) in {{root}} (tlab unpacks "
+        layout.folder,
+        layout.files,
+        layout.urls,
+        f"Put {layout.archive} (from {layout.urls[0]}) in {{root}} (tlab unpacks "
         f"it), or unpack it there yourself.",
         read,
-        archive=cls.filename,
+        archive=layout.archive,
     )
 
 
 def _stl_real(what: str, read: Callable[..., tuple], n: int) -> _Real:
-    files = tuple(f for f, _ in tvd.STL10.train_list + tvd.STL10.test_list)
+    layout = TORCHVISION_LAYOUTS["STL10"]
     return _Real(
         n,
         what,
-        tvd.STL10.base_folder,
-        files,
-        (tvd.STL10.url,),
-        f"Put {tvd.STL10.filename} (from {tvd.STL10.url}) in {{root}} (tlab unpacks "
-        f"it), or unpack it there so that {{folder}} holds {', '.join(files)} "
+        layout.folder,
+        layout.files,
+        layout.urls,
+        f"Put {layout.archive} (from {layout.urls[0]}) in {{root}} (tlab unpacks "
+        f"it), or unpack it there so that {{folder}} holds {', '.join(layout.files)} "
         f"(torchvision checks all five).",
         read,
-        archive=tvd.STL10.filename,
+        archive=layout.archive,
     )
 
 
 REAL_DATASETS: dict[str, _Real] = {
     "mnist": _mnist_real(
-        tvd.MNIST,
         "MNIST",
         _DIGIT_NAMES,
         "MNIST handwritten digits, 60k/10k, 28x28 zero-padded to 32 (grey)",
@@ -246,41 +343,39 @@ REAL_DATASETS: dict[str, _Real] = {
     "usps": _Real(
         10,
         "USPS handwritten digits, 7,291/2,007, 16x16 upsampled to 32 (grey)",
-        "USPS",
-        ("usps.bz2", "usps.t.bz2"),
-        tuple(u for u, _, _ in tvd.USPS.split_list.values()),
-        "Copy usps.bz2 and usps.t.bz2 (from "
-        f"{tvd.USPS.split_list['train'][0].rsplit('/', 1)[0]}/) into {{folder}}.",
+        TORCHVISION_LAYOUTS["USPS"].folder,
+        TORCHVISION_LAYOUTS["USPS"].files,
+        TORCHVISION_LAYOUTS["USPS"].urls,
+        f"Copy usps.bz2 and usps.t.bz2 (from {_USPS_SITE}) into {{folder}}.",
         _read_usps,
     ),
     "svhn": _Real(
         10,
         "SVHN house-number digits, 73k (+531k extra)/26k, 32x32 colour",
-        "SVHN",
-        ("train_32x32.mat", "test_32x32.mat"),
-        tuple(u for u, _, _ in tvd.SVHN.split_list.values()),
+        TORCHVISION_LAYOUTS["SVHN"].folder,
+        TORCHVISION_LAYOUTS["SVHN"].files,
+        TORCHVISION_LAYOUTS["SVHN"].urls,
         "Copy train_32x32.mat, test_32x32.mat and (unless extra=False) "
-        "extra_32x32.mat (from http://ufldl.stanford.edu/housenumbers/) into "
-        "{folder}.",
+        f"extra_32x32.mat (from {_SVHN_SITE}) into {{folder}}.",
         _read_svhn,
         options={"extra": (True, "add SVHN's 531,131 'extra' training images")},
     ),
     "cifar10": _cifar_real(
-        tvd.CIFAR10, "CIFAR10, 10 object classes, 50k/10k, 32x32 colour", _cifar(tvd.CIFAR10), 10
+        "CIFAR10", "CIFAR10, 10 object classes, 50k/10k, 32x32 colour", _cifar("CIFAR10"), 10
     ),
     "cifar100": _cifar_real(
-        tvd.CIFAR100,
+        "CIFAR100",
         "CIFAR100, 100 object classes, 50k/10k, 32x32 colour",
-        _cifar(tvd.CIFAR100),
+        _cifar("CIFAR100"),
         100,
     ),
     "stl10": _stl_real(
         "STL10 labelled images, 10 classes, 5k/8k, 96x96 resized to 32", _read_stl10, 10
     ),
     "cifar10_9": _cifar_real(
-        tvd.CIFAR10,
+        "CIFAR10",
         "CIFAR10 without frog: the 9 classes shared with STL10, in the same order as stl10_9",
-        _nine(_cifar(tvd.CIFAR10)),
+        _nine(_cifar("CIFAR10")),
         9,
     ),
     "stl10_9": _stl_real(
@@ -316,9 +411,8 @@ REAL_DATASETS: dict[str, _Real] = {
         reader="tlab (numpy.load, allow_pickle=False)",
     ),
     "fashion_mnist": _mnist_real(
-        tvd.FashionMNIST,
         "FashionMNIST",
-        tuple(tvd.FashionMNIST.classes),
+        FASHION_MNIST_CLASSES,
         "Fashion-MNIST clothes, 60k/10k, 28x28 zero-padded to 32 (grey); read from Debian's "
         "dataset-fashion-mnist when installed",
         f" Or install Debian's package (apt-get install dataset-fashion-mnist), which puts "
@@ -390,6 +484,8 @@ def load_real(name: str, **opts: Any) -> tuple:
         for f, src in gz.items():
             _gunzip(src, root / info.folder / f)
         if info.archive and missing and (root / info.archive).is_file():
+            from torchvision.datasets.utils import extract_archive  # on use (module docstring)
+
             extract_archive(str(root / info.archive), str(root))
     except (OSError, EOFError, tarfile.TarError) as exc:
         raise _unavailable(
