@@ -9,7 +9,7 @@ Every notebook has a papermill ``parameters`` cell with ``PRESET`` and its own k
   paper's main effect shows on that seed. Claims that need several seeds read "inconclusive"
   here; the standard preset tests them.
 - ``standard``: 5 seeds, the same sizes as ``quick``: enough to test the papers' qualitative
-  claims with a verdict, tens of minutes cold.
+  claims with a verdict; the whole lab about 75 minutes cold on 2 cores (budget 90, README).
 - ``paper``: the papers' real tasks and hyperparameters (real datasets, GPU recommended).
 
 What a preset means for one paper lives in that paper's :class:`PresetTable` (``PRESETS`` in
