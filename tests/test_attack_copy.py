@@ -140,3 +140,16 @@ def test_attack_copy_of_the_vgg_teacher_pools_before_its_relus():
     order = [type(m) for stage in copy_.stages for m in stage]
     assert order.count(nn.MaxPool2d) == 2
     assert all(order[i + 1] is nn.ReLU for i, kind in enumerate(order) if kind is nn.MaxPool2d)
+
+
+def test_a_module_that_is_not_a_tlab_model_is_copied_frozen_and_keeps_its_layout():
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten()).eval()
+    plain[1].running_mean.uniform_(-1, 1)
+    plain[1].running_var.uniform_(0.5, 2)
+    copy = attack_copy(plain)
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(copy(x), plain(x), atol=1e-5)
+    assert isinstance(copy[1], nn.Identity)  # the batch norm was folded into the convolution
+    assert not any(p.requires_grad for p in copy.parameters())
+    assert copy(x).is_contiguous()  # no channels-last switch outside a StagedModel

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -43,6 +44,8 @@ from tlab.core.device import model_device
 from tlab.core.models import StagedModel
 
 __all__ = ["ChannelsLast", "attack_copy", "fold_batch_norms", "pool_before_relu"]
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 # (layer type, batch-norm type that may follow it, the torch function folding the pair)
 _FOLDABLE: tuple[tuple[type[nn.Module], type[nn.Module], Callable[..., nn.Module]], ...] = (
@@ -104,19 +107,20 @@ def pool_before_relu(model: nn.Module) -> int:
     return swapped
 
 
-def attack_copy(model: StagedModel) -> StagedModel:
+def attack_copy(model: ModelT) -> ModelT:
     """An eval-mode, frozen copy of ``model``: batch norms folded, pools before ReLUs, fast layout.
 
     The copy computes ``model``'s eval-mode function (within float rounding) and its parameters
     have ``requires_grad=False``: gradients flow to the input only. It takes images in any
-    layout; on a CPU its first stage starts by switching them to channels-last, and its weights
-    are stored that way. ``model`` is untouched.
+    layout; on a CPU the first stage of a tlab model (:class:`StagedModel`) starts by switching
+    them to channels-last, and its weights are stored that way (any other module keeps its layout:
+    only its batch norms are folded and its pools moved). ``model`` is untouched.
     """
     duplicate = copy.deepcopy(model).eval()
     duplicate.requires_grad_(False)
     fold_batch_norms(duplicate)
     pool_before_relu(duplicate)
-    if model_device(model).type == "cpu":
+    if isinstance(duplicate, StagedModel) and model_device(model).type == "cpu":
         duplicate.stages[0] = nn.Sequential(ChannelsLast(), duplicate.stages[0])
         duplicate.to(memory_format=torch.channels_last)
     return duplicate
