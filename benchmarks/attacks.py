@@ -1,6 +1,8 @@
 """Throughput of tlab's FGSM and PGD-10 against torchattacks 3.3.0 on the same model and data,
-and of tlab's PGD-10 on ``tlab.attacks.attack_copy`` of the model (what every evaluation of the
-notebooks crafts on) against PGD-10 on the model itself.
+of tlab's PGD-10 on ``tlab.attacks.attack_copy`` of the model (what every evaluation of the
+notebooks crafts on) against PGD-10 on the model itself, and of FGSM at Zhang et al.'s four
+budgets from one gradient (``fgsm_budgets``, what notebooks 02-05 evaluate with) against four
+``fgsm`` calls.
 
 Run through ``python benchmarks/run.py [--quick]``. Both libraries attack the same tlab DTN
 (Zhang et al. 2020's digit network, input normalisation inside) with the same images and labels,
@@ -20,11 +22,12 @@ import torch
 import torchattacks
 from torch import nn
 
-from tlab.attacks import attack_copy, fgsm, pgd
+from tlab.attacks import attack_copy, fgsm, fgsm_budgets, pgd
 from tlab.core.models import build_model
 
 EPS = 8 / 255
 ALPHA = 2 / 255
+BUDGETS = (2 / 255, 4 / 255, 8 / 255, 16 / 255)  # Zhang et al.'s grid, halved (tlab.papers.zhang)
 PGD_STEPS = 10
 
 
@@ -78,8 +81,8 @@ def _compare(
 
 
 def run(quick: bool) -> list[dict]:
-    """Measure both attacks, then PGD on the attack copy; ``quick`` uses 64 images and 2
-    repeats instead of 512 and 7.
+    """Measure both attacks, then PGD on the attack copy and FGSM at several budgets; ``quick``
+    uses 64 images and 2 repeats instead of 512 and 7.
 
     Returns one dict per attack: images/s of each library (from the median wall-clock time),
     ``ratio`` = tlab / torchattacks images/s, ``ratio_cpu_time`` = the same from median process
@@ -110,5 +113,13 @@ def run(quick: bool) -> list[dict]:
             n,
             repeats,
             baseline_name="tlab PGD on the model itself",
+        ),
+        _compare(
+            f"FGSM at {len(BUDGETS)} budgets",
+            lambda: torch.stack(fgsm_budgets(copy, x, y, eps_list=BUDGETS)),
+            lambda: torch.stack([fgsm(copy, x, y, eps=eps) for eps in BUDGETS]),
+            n,
+            repeats,
+            baseline_name=f"{len(BUDGETS)} tlab fgsm calls",
         ),
     ]

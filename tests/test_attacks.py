@@ -12,7 +12,7 @@ import torchattacks
 from torch import nn
 
 from tlab.attacks import gradient as attacks
-from tlab.attacks.gradient import fgsm, make_attack, pgd
+from tlab.attacks.gradient import fgsm, fgsm_budgets, make_attack, pgd
 from tlab.errors import TlabError, UnknownNameError
 
 NUM_CLASSES = 4
@@ -181,6 +181,20 @@ def test_chunking_matches_unchunked(model, data):
     assert torch.equal(fgsm(model, x, y, eps=0.05), fgsm(model, x, y, eps=0.05, batch_size=7))
     kw = dict(eps=0.05, alpha=0.01, steps=4, random_start=True, seed=5)
     assert torch.equal(pgd(model, x, None, **kw), pgd(model, x, None, batch_size=10, **kw))
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_fgsm_budgets_equal_fgsm_at_each_budget(model, data, targeted):
+    """One gradient for a grid of budgets gives, in order, exactly each budget's own FGSM."""
+    x, y = data
+    labels = (y + 1) % 3 if targeted else y
+    grid = [0.1, 0.0, 0.02, 0.05]
+    together = fgsm_budgets(model, x, labels, eps_list=grid, targeted=targeted, batch_size=7)
+    assert len(together) == len(grid)
+    for eps, x_adv in zip(grid, together, strict=True):
+        alone = fgsm(model, x, labels, eps=eps, targeted=targeted)
+        assert x_adv.shape == x.shape and torch.equal(x_adv, alone), eps
+        assert (x_adv - x).abs().max() <= eps + 1e-7
 
 
 # --- attack effect ------------------------------------------------------------------------

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from collections import OrderedDict
 
-from tlab.attacks.gradient import make_attack
+import pytest
+import torch
+
+from tlab.attacks import attack_copy
+from tlab.attacks.gradient import fgsm, make_attack
 from tlab.core import zoo
 from tlab.core.metrics import adversarial_accuracy
 from tlab.core.train import TrainConfig
+from tlab.papers import evaluate
 from tlab.papers.evaluate import EvalSet, attack_curve
 
 TINY = TrainConfig(epochs=2, val_fraction=0.0)
@@ -58,3 +63,22 @@ def test_blackbox_curve_uses_the_source_and_differs_from_whitebox(models):
     assert pgd == [{"eps": 16 / 255, **direct.summary()}]
     one_small_step = attack_curve(b, data, [16 / 255], attack="pgd", alpha=1 / 255, steps=1)
     assert one_small_step[0]["adversarial_accuracy"] > white[0]["adversarial_accuracy"] + 0.1
+
+
+def test_crafted_fgsm_gives_each_budgets_own_set_and_keeps_them(models, monkeypatch):
+    """A grid crafted together equals FGSM crafted budget by budget, in the grid's order, and
+    later single requests read the kept sets instead of crafting again."""
+    a, _ = models
+    data = EvalSet("digits", n=60)
+    monkeypatch.setattr(evaluate, "_CRAFTED", OrderedDict())
+    grid = [16 / 255, 0.0, 4 / 255]
+    together = evaluate.crafted_fgsm(a, data, grid)
+    x, y = data.tensors()
+    crafter = attack_copy(a.model)  # what every crafted set is crafted on
+    for eps, examples in zip(grid, together, strict=True):
+        assert torch.equal(examples, fgsm(crafter, x, y, eps=eps)), eps
+    assert len(evaluate._CRAFTED) == len(grid)
+    calls = []
+    monkeypatch.setattr(evaluate, "make_attack", lambda *args, **kw: calls.append(args))
+    assert evaluate.crafted_examples(a, data, "fgsm", 4 / 255) is together[2]
+    assert calls == []

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ from tlab.core.inputs import check_images, check_labels, eval_mode, input_gradie
 from tlab.core.metrics import DEFAULT_BATCH_SIZE
 from tlab.errors import TlabError
 
-__all__ = ["Attack", "fgsm", "list_attacks", "make_attack", "pgd"]
+__all__ = ["Attack", "fgsm", "fgsm_budgets", "list_attacks", "make_attack", "pgd"]
 
 
 def _check_alpha(alpha: float) -> float:
@@ -121,24 +121,58 @@ def fgsm(
         targeted: step towards ``y`` instead of away from it.
         batch_size: attack at most this many images at a time (``None``: all at once). Each
             image's perturbation is its own (eval mode, summed loss), so this bounds memory
-            without changing the result; 256 DTN images take about 90 MB of activations.
+            without changing the result (``tlab.core.metrics.DEFAULT_BATCH_SIZE``).
 
     Returns:
         Adversarial images, same shape, dtype and device as ``x``.
     """
-    eps = check_eps(eps)
+    (adversarial,) = fgsm_budgets(
+        model, x, y, eps_list=[eps], targeted=targeted, batch_size=batch_size
+    )
+    return adversarial
+
+
+def fgsm_budgets(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    eps_list: Sequence[float],
+    targeted: bool = False,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
+) -> list[torch.Tensor]:
+    """:func:`fgsm` at several budgets, from one input gradient per image.
+
+    FGSM's direction, the sign of the input gradient at the clean image, does not depend on
+    ``eps``; only the step's length does. So a whole grid of budgets (Zhang et al. 2020, Fig. 3's
+    eps axis) costs one forward and backward pass instead of one per budget, and each result is
+    exactly (bit for bit) what :func:`fgsm` returns for that ``eps`` alone.
+
+    Args:
+        eps_list: the budgets, in [0, 1] pixel units.
+        model, x, y, targeted, batch_size: as in :func:`fgsm`.
+
+    Returns:
+        One adversarial batch per budget, in ``eps_list``'s order, each as :func:`fgsm`'s.
+    """
+    budgets = [check_eps(eps) for eps in eps_list]
     batch_size = _check_batch_size(batch_size)
     x, y = _prepare(x, y, targeted=targeted)
-    if eps == 0.0 or x.shape[0] == 0:
-        return x.detach().clone()
+    if not any(budgets) or x.shape[0] == 0:
+        return [x.detach().clone() for _ in budgets]
 
     def attack_chunk(xb: torch.Tensor, yb: torch.Tensor | None, _part: slice) -> torch.Tensor:
         grad, _labels = input_gradient(model, xb, yb, check_range=True)
-        step = eps * grad.sign()
-        adv = xb - step if targeted else xb + step
-        return adv.clamp_(0.0, 1.0)
+        direction = grad.sign()
+        adversarial = []
+        for eps in budgets:
+            step = eps * direction
+            adv = xb - step if targeted else xb + step
+            adversarial.append(adv.clamp_(0.0, 1.0))
+        return torch.stack(adversarial, dim=1)  # (images, budgets, C, H, W)
 
-    return _chunked(model, x, y, batch_size, attack_chunk)
+    stacked = _chunked(model, x, y, batch_size, attack_chunk)
+    return [stacked[:, i] for i in range(len(budgets))]
 
 
 def pgd(

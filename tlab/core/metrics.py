@@ -37,7 +37,11 @@ __all__ = [
     "predict",
 ]
 
-DEFAULT_BATCH_SIZE = 256
+#: Images per forward (and backward) pass of predictions and attacks. Chunking never changes a
+#: result (eval mode, summed loss), only memory: PGD-7 on the lab's DenseNet-BC substitute, 150
+#: images, raised a kernel's peak by about 600 MiB in chunks of 256 and 330 MiB in chunks of 64,
+#: and took 8.1 vs 7.4 s; on the DTN and ResNet-8, 64 is as fast as 256 (2-core AMD EPYC).
+DEFAULT_BATCH_SIZE = 64
 
 AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Table = TypeVar("Table", pd.DataFrame, np.ndarray)

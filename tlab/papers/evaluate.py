@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tlab.attacks import attack_copy, make_attack
+from tlab.attacks import attack_copy, fgsm_budgets, make_attack
 from tlab.cache import cached_result
 from tlab.core.data import load_domain
 from tlab.core.device import model_device
@@ -111,6 +111,28 @@ _CRAFTED: OrderedDict[str, torch.Tensor] = OrderedDict()
 MAX_CRAFTED = 48
 
 
+def _crafted_key(attacker: ZooEntry, data: EvalSet, attack: str, eps: float, hyper: Any) -> str:
+    return json.dumps(
+        {
+            "attacker": attacker.key,
+            "data": data.recipe(),
+            "attack": attack,
+            "eps": float(eps),
+            "hyper": hyper,
+        },
+        sort_keys=True,
+    )
+
+
+def _keep(key: str, examples: torch.Tensor) -> torch.Tensor:
+    """Store a crafted set in :data:`_CRAFTED`, dropping the least recently used beyond
+    :data:`MAX_CRAFTED`."""
+    _CRAFTED[key] = examples
+    while len(_CRAFTED) > MAX_CRAFTED:
+        _CRAFTED.popitem(last=False)
+    return examples
+
+
 def crafted_examples(
     attacker: ZooEntry, data: EvalSet, attack: str, eps: float, **hyper: Any
 ) -> torch.Tensor:
@@ -125,25 +147,31 @@ def crafted_examples(
     et al. 2019, Table 1's black-box columns). ``hyper`` goes to the attack (e.g. PGD's
     ``alpha`` and ``steps``).
     """
-    key = json.dumps(
-        {
-            "attacker": attacker.key,
-            "data": data.recipe(),
-            "attack": attack,
-            "eps": float(eps),
-            "hyper": hyper,
-        },
-        sort_keys=True,
-    )
+    key = _crafted_key(attacker, data, attack, eps, hyper)
     if key in _CRAFTED:
         _CRAFTED.move_to_end(key)
         return _CRAFTED[key]
     x, y = data.tensors(model_device(attacker.model))
     craft = make_attack(attack, eps=float(eps), **hyper)
-    _CRAFTED[key] = craft(attack_copy(attacker.model), x, y)
-    while len(_CRAFTED) > MAX_CRAFTED:
-        _CRAFTED.popitem(last=False)
-    return _CRAFTED[key]
+    return _keep(key, craft(attack_copy(attacker.model), x, y))
+
+
+def crafted_fgsm(
+    attacker: ZooEntry, data: EvalSet, eps_list: Sequence[float]
+) -> list[torch.Tensor]:
+    """``crafted_examples(attacker, data, "fgsm", eps)`` for every eps of ``eps_list``; the sets
+    not kept yet are crafted together from one input gradient (:func:`tlab.attacks.fgsm_budgets`,
+    the same images as one FGSM per eps)."""
+    keys = [_crafted_key(attacker, data, "fgsm", eps, {}) for eps in eps_list]
+    missing = {
+        key: float(eps) for key, eps in zip(keys, eps_list, strict=True) if key not in _CRAFTED
+    }
+    if missing:
+        x, y = data.tensors(model_device(attacker.model))
+        crafted = fgsm_budgets(attack_copy(attacker.model), x, y, eps_list=list(missing.values()))
+        for key, examples in zip(missing, crafted, strict=True):
+            _keep(key, examples)
+    return [crafted_examples(attacker, data, "fgsm", eps) for eps in eps_list]
 
 
 def eps_index(grid: Sequence[float], eps: float) -> int:

@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from tlab.attacks import attack_copy, fgsm
+from tlab.attacks import attack_copy, fgsm_budgets
 from tlab.cache import cached_result
 from tlab.checks import check_choice
 from tlab.core.metrics import gamma, input_gradient_norms, predict
 from tlab.core.zoo import ZooEntry, get_or_train
 from tlab.errors import TlabError
-from tlab.papers.evaluate import crafted_examples, eps_index
+from tlab.papers.evaluate import crafted_fgsm, eps_index
 from tlab.papers.zhang.setup import TARGET_ROLES, Setup
 
 
@@ -83,9 +83,12 @@ class Lab:
                 "wb_fooled": [],
             }
             crafting = attack_copy(model)  # same function, faster gradients (papers.evaluate)
-            for eps in s.eps_grid:
-                white_ok = predict(model, fgsm(crafting, x, y, eps=eps)) == y
-                black_ok = predict(model, crafted_examples(source, data, "fgsm", eps)) == y
+            # one input gradient serves every eps (fgsm_budgets); scored on the model itself
+            white = fgsm_budgets(crafting, x, y, eps_list=s.eps_grid)
+            black = crafted_fgsm(source, data, s.eps_grid)
+            for x_white, x_black in zip(white, black, strict=True):
+                white_ok = predict(model, x_white) == y
+                black_ok = predict(model, x_black) == y
                 a_w = float(white_ok[correct].float().mean())
                 a_b = float(black_ok[correct].float().mean())
                 row["wb"].append(a_w)
