@@ -13,7 +13,7 @@ import torch
 from tlab.core import data
 from tlab.core.data import load_domain
 from tlab.core.tensorsets import DeviceBatches, TensorSet, class_balanced_subset, train_val_split
-from tlab.datasets import synthetic
+from tlab.datasets import split_cache, synthetic
 from tlab.errors import DataFolderError, TlabError, UnknownNameError
 
 SMALL = {"n_train": 60, "n_test": 30}
@@ -210,15 +210,15 @@ def test_concurrent_cache_writers_leave_one_valid_file(tlab_data: Path) -> None:
     path = tlab_data / "entry.safetensors"
     tlab_data.mkdir()
     threads = [
-        threading.Thread(target=synthetic._write_cache, args=(path, tensors, {"k": "v"}))
+        threading.Thread(target=split_cache.write_entry, args=(path, tensors, {"k": "v"}))
         for _ in range(4)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    read = synthetic._read_cache(path, {k: tuple(v.shape) for k, v in tensors.items()})
-    assert all(torch.equal(read[k], tensors[k]) for k in tensors)
+    read, meta = split_cache.read_entry(path, {k: tuple(v.shape) for k, v in tensors.items()})
+    assert all(torch.equal(read[k], tensors[k]) for k in tensors) and meta["k"] == "v"
     assert [p.name for p in tlab_data.iterdir()] == ["entry.safetensors"]
 
 

@@ -177,6 +177,60 @@ def test_mnist_from_idx_gz(downloads: Path) -> None:
     assert (downloads / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()  # unpacked
 
 
+def _same_domain(a: data.Domain, b: data.Domain) -> bool:
+    return a.classes == b.classes and all(
+        torch.equal(x, y)
+        for x, y in (
+            (a.train.images, b.train.images),
+            (a.train.labels, b.train.labels),
+            (a.test.images, b.test.images),
+            (a.test.labels, b.test.labels),
+        )
+    )
+
+
+def test_a_second_load_reads_the_converted_copy_without_torchvision(downloads: Path) -> None:
+    """The first load converts with torchvision and keeps a copy (grey: one channel); a new
+    process then loads the same tensors from it without importing torchvision; a replaced
+    source file is converted again."""
+    arrays = write_mnist_like(downloads / "MNIST" / "raw")
+    first = load_domain("mnist")
+    copies = sorted((downloads.parent / "converted").glob("mnist-*.safetensors"))
+    assert len(copies) == 1
+    assert copies[0].stat().st_size < first.train.images.numel()  # one channel of three stored
+    code = (
+        "import sys, torch; from tlab.core.data import load_domain; d = load_domain('mnist'); "
+        "torch.save([d.classes, d.train.images.clone(), d.train.labels, d.test.images.clone(), "
+        "d.test.labels], sys.argv[1]); print('torchvision' in sys.modules)"
+    )
+    saved = downloads.parent / "second.pt"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(saved)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    classes, *tensors = torch.load(saved)
+    expected = [first.train.images, first.train.labels, first.test.images, first.test.labels]
+    assert classes == first.classes
+    assert all(torch.equal(x, y) for x, y in zip(tensors, expected, strict=True))
+    assert _same_domain(load_domain("mnist"), first)
+    # a new file of training labels: converted again, and the new labels are read
+    raw = downloads / "MNIST" / "raw"
+    labels = (arrays["train-labels-idx1-ubyte"] + 1) % 10
+    (raw / "train-labels-idx1-ubyte").unlink()
+    write_idx_gz(raw / "train-labels-idx1-ubyte.gz", labels)
+    again = load_domain("mnist")
+    assert again.train.labels.tolist() == labels.tolist()
+    assert len(list((downloads.parent / "converted").glob("mnist-*.safetensors"))) == 2
+
+
+def test_a_colour_dataset_is_cached_whole(downloads: Path, md5_not_checked: None) -> None:
+    write_cifar10(downloads)
+    first = load_domain("cifar10")
+    assert _same_domain(load_domain("cifar10"), first)
+    assert first.train.images.stride(1) != 0
+
+
 def test_the_layouts_written_out_match_the_installed_torchvision() -> None:
     for name, layout in real.TORCHVISION_LAYOUTS.items():
         cls = getattr(tvd, name)

@@ -9,9 +9,10 @@ put them. Fashion-MNIST is read from Debian's ``dataset-fashion-mnist`` package 
 torchvision loader and no download: :mod:`tlab.datasets.readers` reads their published files.
 :mod:`tlab.core.data` registers them as domains beside the embedded ones.
 
-torchvision is imported only when a dataset is read: importing it adds about 165 MiB to a
-notebook's kernel (measured with the CUDA build of torch), and listing the domains or checking
-what is on disk must not cost that. So the folders, files, archives and download addresses of
+torchvision is imported only when a dataset's files are read, the first time it is loaded (later
+loads read tlab's converted copy, :func:`_converted`): importing it adds about 165 MiB to a
+notebook's kernel (measured with the CUDA build of torch), and listing the domains, checking
+what is on disk or loading a converted dataset must not cost that. So the folders, files, archives and download addresses of
 the torchvision classes tlab reads are written out here (:data:`TORCHVISION_LAYOUTS`, from
 torchvision 0.29.1); ``tests/test_data_real.py`` checks them against the installed torchvision.
 """
@@ -19,6 +20,7 @@ torchvision 0.29.1); ``tests/test_data_real.py`` checks them against the install
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 import shutil
@@ -34,8 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from tlab import paths
+from tlab.cache import recipe_hash
 from tlab.datasets import readers, synthetic
 from tlab.datasets.network import network_problem
+from tlab.datasets.split_cache import cached_entry
 from tlab.errors import DatasetUnavailableError
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -509,9 +513,62 @@ def load_real(name: str, **opts: Any) -> tuple:
                 f"{', '.join(missing)} not on disk and no network to download them ({problem})",
             )
     try:
-        return info.read(root, bool(missing), **opts)
+        if missing:  # downloaded now; the next load reads the converted copy
+            return info.read(root, True, **opts)
+        return _converted(name, info, root, opts)
     except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         action = "download" if missing else "read the files of"
         raise _unavailable(
             name, info, root, f"{info.reader} could not {action} it ({exc})"
         ) from exc
+
+
+#: Version of the converted copies :func:`_converted` keeps; bump it when a reader's output
+#: changes, so that older copies are converted again.
+CONVERTED_VERSION = 1
+
+
+def _converted_path(name: str, info: _Real, root: Path, opts: dict[str, Any]) -> Path:
+    """Where the converted copy of ``name`` lives: named by the options, :data:`CONVERTED_VERSION`
+    and each source file's size and modification time (a replaced file gives a new name)."""
+    stats = []
+    for f in info.needed(opts):
+        stat = (root / info.folder / f).stat()
+        stats.append([f, stat.st_size, stat.st_mtime_ns])
+    recipe = {"name": name, "opts": opts, "files": stats, "version": CONVERTED_VERSION}
+    return paths.subdir("converted") / f"{name}-{recipe_hash(recipe, 16)}.safetensors"
+
+
+def _converted(name: str, info: _Real, root: Path, opts: dict[str, Any]) -> tuple:
+    """``info.read``'s (classes, train, test), through a cache of the converted 32x32 tensors
+    (:mod:`tlab.datasets.split_cache`, in ``data/converted/``).
+
+    The first load reads the files with torchvision (or :mod:`tlab.datasets.readers`) and writes
+    the copy; later loads read only the copy: no torchvision import (about 165 MiB of a
+    kernel's memory, module docstring) and no conversion (reading Fashion-MNIST's IDX files and
+    padding them raised a kernel's peak by about 125 MiB more). A grey dataset, stored by
+    :func:`_grey3` as one channel seen three times, is cached as that one channel.
+    """
+
+    def make() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        classes, *splits = info.read(root, False, **opts)
+        tensors, meta = {}, {"classes": json.dumps(list(classes))}
+        for split, (images, labels) in zip(("train", "test"), splits, strict=True):
+            grey = images.shape[1] == 3 and images.stride(1) == 0
+            tensors[f"{split}_images"] = images[:, 0] if grey else images
+            tensors[f"{split}_labels"] = labels
+            meta[f"{split}_grey"] = str(grey)
+        return tensors, meta
+
+    path = _converted_path(name, info, root, opts)
+    tensors, meta = cached_entry(path, f"converted {name}", make)
+    splits = []
+    for split in ("train", "test"):
+        images = tensors[f"{split}_images"]
+        splits.append(
+            (
+                _grey3(images) if meta[f"{split}_grey"] == "True" else images,
+                tensors[f"{split}_labels"],
+            )
+        )
+    return tuple(json.loads(meta["classes"])), *splits

@@ -11,9 +11,8 @@ aspect, blur, colours and sensor noise. Each glyph is drawn once by PIL into an 
 image is then produced in batch by an affine warp of atlas entries (``grid_sample``), so a
 thousand images cost a few tensor operations instead of a thousand PIL calls.
 
-Generated sets are cached in ``data/embedded/`` as safetensors files (a format that cannot run
-code on load), named by a hash of their parameters and :data:`GENERATOR_VERSION`, written
-atomically and checked against a content digest when read.
+Generated sets are cached in ``data/embedded/`` (:mod:`tlab.datasets.split_cache`), named by a
+hash of their parameters and :data:`GENERATOR_VERSION`.
 
 Determinism: all randomness comes from one ``torch.Generator`` seeded from (seed, split, salt),
 and every operation used is deterministic on CPU, so the same arguments give the same bytes.
@@ -24,10 +23,8 @@ sets are regenerated.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
 
 from tlab import paths
-from tlab.cache import atomic_write, entry_lock, recipe_hash
+from tlab.cache import recipe_hash
+from tlab.datasets.split_cache import cached_entry
 
 GENERATOR_VERSION = 1
 
@@ -282,43 +278,6 @@ def sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
 # ---------------------------------------------------------------- cache of generated sets
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for key in sorted(tensors):
-        h.update(key.encode())
-        h.update(tensors[key].contiguous().numpy().data)
-    return h.hexdigest()
-
-
-def _read_cache(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    """Load a cache file; ``ValueError`` if it is unreadable, incomplete or altered."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            present = set(f.keys())  # safe_open has keys() but no __contains__
-            tensors = {k: f.get_tensor(k) for k in expected if k in present}
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"unreadable ({exc})") from exc
-    shapes = {k: tuple(t.shape) for k, t in tensors.items()}
-    if shapes != expected:
-        raise ValueError(f"holds shapes {shapes}, expected {expected}")
-    if meta.get("digest") != _digest(tensors):
-        raise ValueError("content digest does not match")
-    return tensors
-
-
-def _write_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    """Write atomically (see :func:`tlab.cache.atomic_write`): two processes writing the same
-    entry each replace it with identical bytes; a reader sees no file or a complete one."""
-    atomic_write(
-        path,
-        save(
-            {k: t.contiguous() for k, t in tensors.items()},
-            metadata={**meta, "digest": _digest(tensors)},
-        ),
-    )
-
-
 def cache_path(name: str, params: dict[str, Any]) -> Path:
     """Where the generated domain ``name`` with these generator parameters is cached."""
     digest = recipe_hash({"domain": name, "params": params, "version": GENERATOR_VERSION}, 16)
@@ -338,24 +297,10 @@ def cached(
     for split, n in zip(("train", "test"), sizes, strict=True):
         expected[f"{split}_images"] = (n, 3, 32, 32)
         expected[f"{split}_labels"] = (n,)
-    with entry_lock(path):  # two kernels generating the same domain: one renders, one reads
-        if path.exists():
-            try:
-                return _read_cache(path, expected)
-            except ValueError as exc:
-                warnings.warn(
-                    f"cached {name} set {path} is corrupt: {exc}; regenerating it",
-                    RuntimeWarning,
-                    stacklevel=5,
-                )
-        tensors = make()
-        _write_cache(
-            path,
-            tensors,
-            {
-                "domain": name,
-                "params": json.dumps(params, sort_keys=True),
-                "version": str(GENERATOR_VERSION),
-            },
-        )
-        return tensors
+    meta = {
+        "domain": name,
+        "params": json.dumps(params, sort_keys=True),
+        "version": str(GENERATOR_VERSION),
+    }
+    tensors, _ = cached_entry(path, f"{name} set", lambda: (make(), meta), expected)
+    return tensors
