@@ -12,9 +12,10 @@ torchvision loader and no download: :mod:`tlab.datasets.readers` reads their pub
 torchvision is imported only when a dataset's files are read, the first time it is loaded (later
 loads read tlab's converted copy, :func:`_converted`): importing it adds about 165 MiB to a
 notebook's kernel (measured with the CUDA build of torch), and listing the domains, checking
-what is on disk or loading a converted dataset must not cost that. So the folders, files, archives and download addresses of
-the torchvision classes tlab reads are written out here (:data:`TORCHVISION_LAYOUTS`, from
-torchvision 0.29.1); ``tests/test_data_real.py`` checks them against the installed torchvision.
+what is on disk or loading a converted dataset must not cost that. So the folders, files,
+archives and download addresses of the torchvision classes tlab reads are written out here
+(:data:`TORCHVISION_LAYOUTS`, from torchvision 0.29.1); ``tests/test_data_real.py`` checks them
+against the installed torchvision.
 """
 
 from __future__ import annotations
