@@ -47,6 +47,14 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
+# The text of every output (cells and the panels' output widgets) that shows a Python error.
+ERROR_OUTPUTS_JS = """
+() => [...document.querySelectorAll(
+         '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+      .map(e => e.textContent)
+      .filter(t => /Traceback|Error:/.test(t) && /\\n.*(Error|Exception)\\b/.test(t))
+"""
+
 # A cheap fingerprint of a plotly figure: its title and a hash of its data and layout.
 FIGURE_SIGNATURE_JS = """
 (gd) => {
@@ -201,6 +209,7 @@ class NotebookVisit:
     figures_drawn: int = 0
     panels: int = 0
     error_outputs: list[str] = field(default_factory=list)
+    errors_after_controls: list[str] = field(default_factory=list)
     log_console: str = ""
     dirty_on_open: bool = False
     changes: list[ControlChange] = field(default_factory=list)
@@ -266,19 +275,17 @@ class LabPage:
         )
         visit.run_seconds = time.monotonic() - start
         page.wait_for_timeout(1500)  # let plotly finish drawing
-        counts = page.evaluate("""() => {
+        counts = page.evaluate(
+            """() => {
           const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
           return {code: prompts.length,
                   executed: prompts.filter(p => /\\[\\d+\\]/.test(p.textContent)).length,
                   figures: document.querySelectorAll(
                              '.jp-OutputArea-output .js-plotly-plot').length,
                   panels: document.querySelectorAll('.tlab-panel').length,
-                  errors: [...document.querySelectorAll(
-                             '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
-                          .map(e => e.textContent)
-                          .filter(t => /Traceback|Error:/.test(t)
-                                       && /\\n.*(Error|Exception)\\b/.test(t))};
-        }""")
+                  errors: (${ERRORS})()};
+        }""".replace("${ERRORS}", ERROR_OUTPUTS_JS)
+        )
         visit.code_cells, visit.executed_cells = counts["code"], counts["executed"]
         visit.figures_drawn, visit.panels = counts["figures"], counts["panels"]
         visit.error_outputs = [e[:2000] for e in counts["errors"]]
@@ -381,8 +388,6 @@ class LabPage:
 
     def move_every_control(self, visit: NotebookVisit, wait_s: float = 2.0) -> None:
         """Change each enabled control of each panel (then put it back); time the redraw."""
-        from playwright.sync_api import Error as PlaywrightError  # optional dependency
-
         panels = self.page.locator(".tlab-panel")
         for p in range(panels.count()):
             panel = panels.nth(p)
@@ -400,28 +405,73 @@ class LabPage:
                             ControlChange(p, label, NOT_MOVABLE, False, 0.0, before, before)
                         )
                         break
-                    after, changed = before, False
-                    while time.monotonic() - start < wait_s + 3:
-                        try:
-                            after = self._signature(panel)
-                        except PlaywrightError:  # the old plot is being replaced: look again
-                            after = before
-                        if after != before:
-                            changed = True
-                            break
-                        self.page.wait_for_timeout(25)
+                    after = self._wait_for_redraw(panel, before, start, wait_s)
                     visit.changes.append(
                         ControlChange(
                             p,
                             label,
                             f"{phase}: {action}",
-                            changed,
+                            after != before,
                             time.monotonic() - start,
                             before,
                             after,
                             restored=(after == first) if phase == "back" else None,
                         )
                     )
+        self._slider_ends(visit, wait_s)
+        visit.errors_after_controls = self._error_outputs()
+
+    def _error_outputs(self) -> list[str]:
+        return [e[:2000] for e in self.page.evaluate(ERROR_OUTPUTS_JS)]
+
+    def _wait_for_redraw(self, panel: Any, before: str, start: float, wait_s: float) -> str:
+        """The panel's figure signature once it differs from ``before`` (or after ``wait_s``)."""
+        from playwright.sync_api import Error as PlaywrightError  # optional dependency
+
+        while time.monotonic() - start < wait_s + 3:
+            try:
+                after = self._signature(panel)
+            except PlaywrightError:  # the old plot is being replaced: look again
+                after = before
+            if after != before:
+                return after
+            self.page.wait_for_timeout(25)
+        return before
+
+    def _slider_ends(self, visit: NotebookVisit, wait_s: float) -> None:
+        """Take every slider to its first and its last value (Home, End), where a student's
+        eps = 0 or largest budget would show a broken figure; the sliders stay there."""
+        panels = self.page.locator(".tlab-panel")
+        for p in range(panels.count()):
+            panel = panels.nth(p)
+            for kind, control in self._controls(panel):
+                if kind != "widget-slider" or control.locator(".noUi-target[disabled]").count():
+                    continue
+                control.scroll_into_view_if_needed()
+                label = (control.locator(".widget-label").first.text_content() or kind).strip()
+                handle = control.locator(".noUi-handle").first
+                for key in ("Home", "End"):
+                    now = handle.get_attribute("aria-valuenow")
+                    before, start = self._drawn_signature(panel), time.monotonic()
+                    handle.focus()
+                    handle.press(key)
+                    self.page.wait_for_timeout(100)
+                    if handle.get_attribute("aria-valuenow") == now:
+                        continue  # already at that end
+                    after = self._wait_for_redraw(panel, before, start, wait_s)
+                    visit.changes.append(
+                        ControlChange(
+                            p,
+                            label,
+                            f"end: {key} from {now}",
+                            after != before,
+                            time.monotonic() - start,
+                            before,
+                            after,
+                        )
+                    )
+                    if self._error_outputs():  # the figure is gone: nothing left to move
+                        return
 
 
 def visit_notebook(lab: LabPage, name: str, *, run_timeout_s: float = 600) -> NotebookVisit:

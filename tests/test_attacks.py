@@ -172,8 +172,14 @@ def test_deterministic_despite_dropout_and_with_seed(model, data):
 
 def test_eps_zero_returns_input(model, data):
     x, y = data
-    for x_adv in (fgsm(model, x, y, eps=0), pgd(model, x, y, eps=0.0, alpha=0.01, steps=3)):
+    for x_adv in (
+        fgsm(model, x, y, eps=0),
+        pgd(model, x, y, eps=0.0, alpha=0.01, steps=3),
+        pgd(model, x, y, eps=0.0, alpha=0.0, steps=3),  # alpha = eps / 4 at eps 0 (01's panel)
+    ):
         assert torch.equal(x_adv, x) and x_adv.data_ptr() != x.data_ptr()
+    with pytest.raises(TlabError, match="alpha"):
+        pgd(model, x, y, eps=0.01, alpha=0.0, steps=3)
 
 
 def test_chunking_matches_unchunked(model, data):

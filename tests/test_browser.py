@@ -4,8 +4,10 @@ JupyterLab runs on 127.0.0.1 and Debian's Chromium is driven by Playwright (see
 ``jupyterlab_driver``). For each notebook: open it, Run All, wait until idle, check that every
 cell ran without an error and that figures were drawn; then move every control of every panel
 and check that the figure under it changes within 2 s and that nothing lands in JupyterLab's Log
-Console. The HTML export (``python -m tlab run``) is opened from disk with every non-file request
-aborted: figures and typeset math must render and no request may be attempted.
+Console; then take every slider to its first and last value (eps 0, the largest budget) and check
+that no panel shows an error. The HTML export (``python -m tlab run``) is opened from disk with
+every non-file request aborted: figures and typeset math must render and no request may be
+attempted.
 
 These tests run last (``conftest.py``), on the data folder the papermill tests warmed. Without
 Chromium they skip with one line; in CI (``CI=true``) a missing browser is a failure.
@@ -93,6 +95,8 @@ def test_a_student_runs_the_notebook_and_every_control_redraws_its_figure(info, 
     assert visit.panels > 0, f"every notebook has at least one panel; {where}"
     moved = [c for c in visit.changes if c.action != NOT_MOVABLE]
     assert moved, where
+    # every slider also went to its first and last value (eps 0, the largest budget, ...)
+    assert not visit.errors_after_controls, f"{visit.errors_after_controls[0][-1500:]}\n{where}"
     stuck = [f"{c.control} ({c.action})" for c in moved if not c.changed]
     assert not stuck, f"the figure did not change after: {stuck}; {where}"
     not_back = [f"{c.control} ({c.action})" for c in moved if c.restored is False]

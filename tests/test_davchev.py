@@ -24,6 +24,15 @@ from tlab.papers.claims import paired_claim
 from tlab.papers.davchev import Network
 
 
+def test_a_strategy_control_shows_the_layer_count_and_the_name_only_where_they_differ():
+    assert [davchev.strategy_label(8, k) for k in davchev.RETRAINED] == [
+        "1",
+        "2 (block)",
+        "8 (all)",
+    ]
+    assert davchev.strategy_label(56, "block") == "18 (block)"
+
+
 @pytest.mark.parametrize("depth", [8, 20, 56])
 def test_each_retrained_choice_leaves_the_right_stages_trainable(depth):
     n = (depth - 2) // 6

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
-from tlab.notebook.summaries import verdict_summary
+from tlab.notebook.summaries import reference_sentence, verdict_summary
 from tlab.papers import reference
 from tlab.papers.claims import paired_claim
 
@@ -43,3 +44,20 @@ def test_an_undecided_claim_quotes_the_standard_reference_run_of_the_same_claim(
     # a standard run quotes no reference, whatever its verdicts
     assert "reference" not in verdict_summary([one_seed], preset="standard", seeds=[0]).data
     reference.reference_claims.cache_clear()
+
+
+def test_a_reference_claim_made_of_parts_counts_the_parts_seeds():
+    """Davchev's D1 is recorded as three parts (one per strategy), each with its own n."""
+    recorded = json.loads(
+        (
+            reference.REFERENCE_RUNS
+            / "standard"
+            / "07_robust_features_under_transfer"
+            / "record.json"
+        ).read_text()
+    )
+    d1 = next(c for c in recorded["claims"] if c["code"] == "D1")
+    assert d1["parts"] and not d1["evidence"]
+    n = {part["evidence"]["n"] for part in d1["parts"]}
+    sentence = reference_sentence(SimpleNamespace(code="D1", statement=d1["statement"]))
+    assert f"({n.pop()} seeds, " in sentence and "?" not in sentence

@@ -213,7 +213,8 @@ def pgd(
         Adversarial images, same shape, dtype and device as ``x``.
     """
     eps = check_eps(eps)
-    alpha = _check_alpha(alpha)
+    if eps > 0.0:  # at eps 0 nothing moves, whatever the step (alpha = eps / 4 is then 0)
+        alpha = _check_alpha(alpha)
     steps = check_positive_int(steps, name="steps")
     batch_size = _check_batch_size(batch_size)
     x, y = _prepare(x, y, targeted=targeted)

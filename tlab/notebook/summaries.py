@@ -39,11 +39,24 @@ def reference_sentence(claim: Claim) -> str:
     found = reference_claim(claim.code, claim.statement, REFERENCE_PRESET)
     if found is None:
         return f"The {REFERENCE_PRESET} reference runs record no claim stated this way."
-    n = (found.get("evidence") or {}).get("n", "?")
     return (
-        f"*{REFERENCE_PRESET.capitalize()} preset's reference run ({n} seeds, "
+        f"*{REFERENCE_PRESET.capitalize()} preset's reference run ({_seed_count(found)} seeds, "
         f"{found['recorded_at']}): {found['verdict']}, {effect_text(found)}.*"
     )
+
+
+def _seed_count(recorded: dict) -> str:
+    """How many seeds a recorded claim rests on: its own evidence's n, or, for a claim made of
+    parts (D1: one part per strategy), the parts' n ("5", or "3-5" if they differ)."""
+    counts = {
+        part["evidence"]["n"]
+        for part in [recorded, *(recorded.get("parts") or [])]
+        if (part.get("evidence") or {}).get("n") is not None
+    }
+    if not counts:
+        return "?"
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def verdict_summary(claims: Sequence[Claim], *, preset: str, seeds: Sequence[int]) -> Markdown:

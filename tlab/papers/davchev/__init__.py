@@ -28,6 +28,7 @@ from tlab.papers.davchev.setup import (
     retrained_layers,
     setup,
     source_spec,
+    strategy_label,
     substitute_spec,
     transfer_networks,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "retrained_layers",
     "setup",
     "source_spec",
+    "strategy_label",
     "substitute_spec",
     "table",
     "transfer_networks",

@@ -251,6 +251,13 @@ def retrained_layers(depth: int) -> dict[str, str]:
     return {"1": "1", "block": str(2 * n), "all": str(depth)}
 
 
+def strategy_label(depth: int, retrained: str) -> str:
+    """A control's label for a ``retrained`` choice: Davchev's layer count, and the choice's
+    name where it differs (``"1"``, ``"2 (block)"``, ``"8 (all)"`` for ResNet-8)."""
+    layers = retrained_layers(depth)[retrained]
+    return layers if layers == retrained else f"{layers} ({retrained})"
+
+
 def frozen_stages(depth: int, retrained: str) -> int:
     """How many stages of a CIFAR ResNet-``depth`` stay frozen when ``retrained`` trains again
     (for :func:`tlab.core.models.freeze`; Davchev et al. 2019, Sec. 3).
