@@ -209,7 +209,7 @@ def test_a_second_load_reads_the_converted_copy_without_torchvision(downloads: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
-    classes, *tensors = torch.load(saved)
+    classes, *tensors = torch.load(saved, weights_only=True)  # tensors and strings only
     expected = [first.train.images, first.train.labels, first.test.images, first.test.labels]
     assert classes == first.classes
     assert all(torch.equal(x, y) for x, y in zip(tensors, expected, strict=True))

@@ -4,8 +4,8 @@ A cache entry is one safetensors file (a format that cannot run code on load) ho
 tensors and string metadata, written atomically (:func:`tlab.cache.atomic_write`) under a
 per-entry lock and checked against a content digest when read. The embedded domains cache what
 they generate (:mod:`tlab.datasets.synthetic`, ``data/embedded/``); the real datasets cache what
-torchvision read and converted to 32x32 (:mod:`tlab.datasets.real`, beside their files), so a
-second load neither imports torchvision nor converts again.
+torchvision read and converted to 32x32 (:mod:`tlab.datasets.real`, ``data/converted/``), so
+a second load neither imports torchvision nor converts again.
 """
 
 from __future__ import annotations
