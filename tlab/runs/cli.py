@@ -99,15 +99,30 @@ def show_value(value: Any) -> str:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    """Domains and notebook 00's model; then, unless ``--domains-only``, one headless run of the
+    notebooks into a temporary folder, so that their models and cached results are on disk and
+    each notebook opens warm (the runs' outputs are thrown away)."""
+    import tempfile
+
     from tlab.core.data import load_domain
     from tlab.core.zoo import get_or_train
     from tlab.papers.start_here import EMBEDDED_DOMAINS, start_here_spec
+    from tlab.runs.runner import run_notebooks
 
     for name, params in EMBEDDED_DOMAINS.items():
         domain = load_domain(name, **params)
         print(f"{name}: {len(domain.train)} train / {len(domain.test)} test images ready")
     entry = get_or_train(start_here_spec(args.preset))
     print(f"notebook 00 model ready: {entry.key} ({'cached' if entry.from_cache else 'trained'})")
+    if args.domains_only:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="tlab-prepare-") as scratch:
+        runs = run_notebooks(args.notebooks, preset=args.preset, out_dir=scratch)
+    failed = [r.name for r in runs if r.status != "ok"]
+    if failed:
+        print(f"tlab: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"{len(runs)} notebook(s) prepared at preset {args.preset!r}: they now open warm")
     return 0
 
 
@@ -199,9 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     presets.set_defaults(func=_cmd_presets)
     prepare = sub.add_parser(
-        "prepare", help="generate the embedded domains and notebook 00's model"
+        "prepare",
+        help="make notebooks open warm: generate the embedded domains, train notebook 00's "
+        "model, then run the notebooks once (their models and cached results stay on disk)",
     )
     prepare.add_argument("--preset", default="quick", choices=PRESETS)
+    prepare.add_argument(
+        "notebooks", nargs="*", help="numbers or names of the notebooks to run (default: all)"
+    )
+    prepare.add_argument(
+        "--domains-only",
+        action="store_true",
+        help="stop after the domains and notebook 00's model (under a minute)",
+    )
     prepare.set_defaults(func=_cmd_prepare)
     zoo = sub.add_parser("zoo", help="list or clear trained models")
     zoo.add_argument("action", choices=("list", "clear"))
