@@ -99,3 +99,25 @@ def test_presets_refuses_an_unknown_table_and_names_the_known_ones(capsys):
     assert cli.main(["presets", "madry"]) == 2
     err = capsys.readouterr().err
     assert "madry" in err and "zhang" in err and "davchev" in err
+
+
+def _files(root) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.notebooks
+def test_prepare_runs_the_notebooks_so_that_they_open_warm(tlab_data, tmp_path, capsys):
+    assert cli.main(["prepare", "--preset", "smoke", "01"]) == 0
+    assert "1 notebook(s) prepared" in capsys.readouterr().out
+    prepared = _files(tlab_data)
+    assert any(name.startswith("zoo/") for name in prepared)  # notebook 00's model
+    assert any(name.startswith("results/") for name in prepared)  # 01's cached evaluations
+    # opening the notebook now trains and computes nothing new
+    assert cli.main(["run", "01", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 0
+    assert _files(tlab_data) == prepared
+
+
+def test_prepare_domains_only_stops_before_the_notebooks(tlab_data, capsys):
+    assert cli.main(["prepare", "--preset", "smoke", "--domains-only"]) == 0
+    assert "notebook 00 model ready" in capsys.readouterr().out
+    assert not (tlab_data / "results").exists()

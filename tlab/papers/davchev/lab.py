@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tlab.attacks import Attack, attack_copy, fgsm, make_attack, pgd
+from tlab.attacks import Attack, attack_copy, fgsm, fgsm_budgets, make_attack, pgd
 from tlab.cache import cached_result
 from tlab.core.metrics import DEFAULT_BATCH_SIZE, accuracy, predict
 from tlab.core.zoo import ModelSpec, ZooEntry, get_or_train
@@ -39,7 +39,7 @@ from tlab.papers.davchev.setup import (
     Setup,
     source_spec,
 )
-from tlab.papers.evaluate import crafted_examples, eps_index
+from tlab.papers.evaluate import crafted_examples, crafted_fgsm, eps_index
 
 #: Version of the rows :func:`evaluate` caches (part of their recipe). 1: the attack columns
 #: counted an image only if it was also correct clean; 2: the attack columns follow Table 1
@@ -98,15 +98,30 @@ def evaluate(
         crafting = attack_copy(model)  # same function, faster gradients (tlab.papers.evaluate)
         clean_ok = predict(model, x) == y
         row: dict[str, Any] = {"eps": eps_list, "Natural": clean_ok.float().mean().item()}
-        for attack in ("fgsm", "pgd"):
+        crafted = {  # per attack: (black-box, white-box) examples at each eps
+            # FGSM at every eps from one input gradient per model (tlab.attacks.fgsm_budgets)
+            "fgsm": (
+                crafted_fgsm(attacker, data, eps_list),
+                fgsm_budgets(crafting, x, y, eps_list=eps_list),
+            ),
+            "pgd": (
+                [
+                    crafted_examples(attacker, data, "pgd", e, **_settings("pgd", e))
+                    for e in eps_list
+                ],
+                [
+                    _attack("pgd", e, batch_size=DEFAULT_BATCH_SIZE)(crafting, x, y)
+                    for e in eps_list
+                ],
+            ),
+        }
+        for attack, (black, white) in crafted.items():
             bb, wb, bb_also, wb_also = [], [], [], []
-            for eps in eps_list:
-                x_bb = crafted_examples(attacker, data, attack, eps, **_settings(attack, eps))
+            for x_bb, x_wb in zip(black, white, strict=True):
                 bb_ok = predict(model, x_bb.to(x.device)) == y
                 bb.append(bb_ok.float().mean().item())
                 bb_also.append((clean_ok & bb_ok).float().mean().item())
-                white = _attack(attack, eps, batch_size=DEFAULT_BATCH_SIZE)
-                wb_ok = predict(model, white(crafting, x, y)) == y
+                wb_ok = predict(model, x_wb) == y
                 wb.append(wb_ok.float().mean().item())
                 wb_also.append((clean_ok & wb_ok).float().mean().item())
             name = attack.upper()
