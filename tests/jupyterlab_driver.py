@@ -206,7 +206,8 @@ class NotebookVisit:
     run_seconds: float = 0.0
     executed_cells: int = 0
     code_cells: int = 0
-    figures_drawn: int = 0
+    plotly_outputs: int = 0  # plotly outputs on the page, top-level and inside panels
+    figures_drawn: int = 0  # of those, the ones plotly has drawn (their SVG is there)
     panels: int = 0
     error_outputs: list[str] = field(default_factory=list)
     errors_after_controls: list[str] = field(default_factory=list)
@@ -280,14 +281,16 @@ class LabPage:
           const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
           return {code: prompts.length,
                   executed: prompts.filter(p => /\\[\\d+\\]/.test(p.textContent)).length,
-                  figures: document.querySelectorAll(
-                             '.jp-OutputArea-output .js-plotly-plot').length,
+                  plotly: document.querySelectorAll('.jp-RenderedPlotly').length,
+                  figures: [...document.querySelectorAll('.jp-RenderedPlotly')]
+                             .filter(f => f.querySelector('.main-svg')).length,
                   panels: document.querySelectorAll('.tlab-panel').length,
                   errors: (${ERRORS})()};
         }""".replace("${ERRORS}", ERROR_OUTPUTS_JS)
         )
         visit.code_cells, visit.executed_cells = counts["code"], counts["executed"]
-        visit.figures_drawn, visit.panels = counts["figures"], counts["panels"]
+        visit.plotly_outputs, visit.figures_drawn = counts["plotly"], counts["figures"]
+        visit.panels = counts["panels"]
         visit.error_outputs = [e[:2000] for e in counts["errors"]]
 
     def log_console_count(self) -> str:
