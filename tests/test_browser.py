@@ -2,12 +2,12 @@
 
 JupyterLab runs on 127.0.0.1 and Debian's Chromium is driven by Playwright (see
 ``jupyterlab_driver``). For each notebook: open it, Run All, wait until idle, check that every
-cell ran without an error and that every plotly figure on the page was drawn; then move every control of every panel
-and check that the figure under it changes within 2 s and that nothing lands in JupyterLab's Log
-Console; then take every slider to its first and last value (eps 0, the largest budget) and check
-that no panel shows an error. The HTML export (``python -m tlab run``) is opened from disk with
-every non-file request aborted: figures and typeset math must render and no request may be
-attempted.
+cell ran without an error and that every plotly figure on the page was drawn; then move every
+control of every panel and check that the figure under it changes within 2 s and that nothing
+lands in JupyterLab's Log Console; then take every slider to its first and last value (eps 0,
+the largest budget) and check that no panel shows an error. The HTML export (``python -m tlab
+run``) is opened from disk with every non-file request aborted: figures and typeset math must
+render and no request may be attempted.
 
 These tests run last (``conftest.py``), on the data folder the papermill tests warmed. Without
 Chromium they skip with one line; in CI (``CI=true``) a missing browser is a failure.
