@@ -451,6 +451,9 @@ def test_an_ms_dssim_budget_is_met_in_the_authors_measure_and_is_looser_than_dss
     single = mimicry_attack(teacher, src, tgt, layer=5, budget=3e-5, steps=40)
     assert multi.in_budget.all() and multi.budget_kind == "ms_dssim"
     assert ms_dssim(multi.adversarial, src).max().item() <= 3e-5 + 1e-7
-    # the same P allows a larger single-scale DSSIM, and so a closer representation
+    # the same P allows a larger single-scale DSSIM. (That this also ends *closer* to the target
+    # representation is not guaranteed: the penalty-form optimisation trades distance against
+    # the budget differently under the two measures. On an Intel Xeon with AMX the two mean
+    # distances tied at 0.37604 vs 0.37603 here, and with 100 steps the DSSIM-budget attack ends
+    # closer, 0.325 vs 0.341; so this test does not assert it.)
     assert multi.dssim.mean().item() > 1.3 * single.dssim.mean().item()
-    assert multi.distance.mean().item() < single.distance.mean().item()
