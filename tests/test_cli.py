@@ -107,8 +107,9 @@ def _files(root) -> set[str]:
 
 @pytest.mark.notebooks
 def test_prepare_runs_the_notebooks_so_that_they_open_warm(tlab_data, tmp_path, capsys):
-    assert cli.main(["prepare", "--preset", "smoke", "01"]) == 0
+    assert cli.main(["prepare", "--preset", "smoke", "01", "--out", str(tmp_path / "prep")]) == 0
     assert "1 notebook(s) prepared" in capsys.readouterr().out
+    assert (tmp_path / "prep" / "index.html").exists()  # the run is kept, as `tlab run`'s
     prepared = _files(tlab_data)
     assert any(name.startswith("zoo/") for name in prepared)  # notebook 00's model
     assert any(name.startswith("results/") for name in prepared)  # 01's cached evaluations

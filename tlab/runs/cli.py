@@ -32,6 +32,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = dict(_parse_assignment(p) for p in args.param)
     out = args.out or f"runs/{args.preset}"
     runs = run_notebooks(args.notebooks, preset=args.preset, out_dir=out, parameters=params)
+    return _failures(runs)
+
+
+def _failures(runs: Sequence[Any]) -> int:
+    """Exit code of a batch of notebook runs: 1, after naming the failed ones, or 0."""
     failed = [r.name for r in runs if r.status != "ok"]
     if failed:
         print(f"tlab: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -100,10 +105,8 @@ def show_value(value: Any) -> str:
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     """Domains and notebook 00's model; then, unless ``--domains-only``, one headless run of the
-    notebooks into a temporary folder, so that their models and cached results are on disk and
-    each notebook opens warm (the runs' outputs are thrown away)."""
-    import tempfile
-
+    notebooks (as ``tlab run``: executed notebooks and HTML pages in ``--out``), so that their
+    models and cached results are on disk and each notebook opens warm."""
     from tlab.core.data import load_domain
     from tlab.core.zoo import get_or_train
     from tlab.papers.start_here import EMBEDDED_DOMAINS, start_here_spec
@@ -116,11 +119,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     print(f"notebook 00 model ready: {entry.key} ({'cached' if entry.from_cache else 'trained'})")
     if args.domains_only:
         return 0
-    with tempfile.TemporaryDirectory(prefix="tlab-prepare-") as scratch:
-        runs = run_notebooks(args.notebooks, preset=args.preset, out_dir=scratch)
-    failed = [r.name for r in runs if r.status != "ok"]
-    if failed:
-        print(f"tlab: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+    out = args.out or f"runs/{args.preset}"
+    runs = run_notebooks(args.notebooks, preset=args.preset, out_dir=out)
+    if _failures(runs):
         return 1
     print(f"{len(runs)} notebook(s) prepared at preset {args.preset!r}: they now open warm")
     return 0
@@ -221,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--preset", default="quick", choices=PRESETS)
     prepare.add_argument(
         "notebooks", nargs="*", help="numbers or names of the notebooks to run (default: all)"
+    )
+    prepare.add_argument(
+        "--out", help="where the runs' notebooks and HTML pages go (default: runs/PRESET)"
     )
     prepare.add_argument(
         "--domains-only",
