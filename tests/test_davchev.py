@@ -164,6 +164,31 @@ def test_evaluation_follows_table_1_keeps_the_both_correct_view_and_is_cached(ti
     assert lab.row(network) == row and lab.leaking(Network("fgsm", fgsm_labels="true")) == leak
 
 
+def test_a_curve_over_the_grid_reuses_the_tables_budget_and_adds_the_others(tiny, monkeypatch):
+    """Tables and claims ask for the training eps only; a widget's curve over the grid then
+    computes only the other budgets, and its value at the training eps is the table's."""
+    s = dataclasses.replace(tiny, eps_grid=(4 / 255, tiny.eps, 16 / 255))
+    lab = davchev.Lab(s, device="cpu")
+    network = Network("pgd", "nat", "all")
+    computed = []
+    store = davchev.lab.cached_result
+    monkeypatch.setattr(
+        davchev.lab,
+        "cached_result",
+        lambda name, recipe, compute: store(
+            name, recipe, lambda: computed.append(recipe["eps"]) or compute()
+        ),
+    )
+    table = lab.table([network])
+    assert computed == [s.eps]
+    curve = lab.row(network, eps=s.eps_grid)
+    assert computed == [s.eps, 4 / 255, 16 / 255]
+    assert curve["eps"] == list(s.eps_grid)
+    assert curve["WB-PGD"][1] == table.loc[network.label(s.depth), "WB-PGD"]
+    assert curve["WB-PGD"][0] >= curve["WB-PGD"][2]  # a larger budget never helps the network
+    assert lab.row(network) == {k: [v[1]] if isinstance(v, list) else v for k, v in curve.items()}
+
+
 class _Wave(nn.Module):
     """Two classes: class 0 where sin(omega * mean pixel) > 0. With eps * omega = pi, FGSM's
     step (away from the true class 0) overshoots a trough: it can turn a wrong prediction right."""

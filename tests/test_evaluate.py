@@ -82,3 +82,21 @@ def test_crafted_fgsm_gives_each_budgets_own_set_and_keeps_them(models, monkeypa
     monkeypatch.setattr(evaluate, "make_attack", lambda *args, **kw: calls.append(args))
     assert evaluate.crafted_examples(a, data, "fgsm", 4 / 255) is together[2]
     assert calls == []
+
+
+def test_pgd_sets_are_kept_on_disk_and_fgsm_sets_only_in_memory(models, monkeypatch, tlab_data):
+    """A PGD set crafted once is read back in a new session (an empty memory) without crafting;
+    an FGSM set, cheap to craft again, leaves no file."""
+    a, _ = models
+    data = EvalSet("digits", n=40)
+    monkeypatch.setattr(evaluate, "_CRAFTED", OrderedDict())
+    settings = {"alpha": 2 / 255, "steps": 3}
+    first = evaluate.crafted_examples(a, data, "pgd", 8 / 255, **settings)
+    evaluate.crafted_examples(a, data, "fgsm", 8 / 255)
+    assert len(list((tlab_data / "results").glob("crafted-*.safetensors"))) == 1
+    monkeypatch.setattr(evaluate, "_CRAFTED", OrderedDict())  # a new kernel
+    monkeypatch.setattr(evaluate, "make_attack", lambda *a, **k: pytest.fail("crafted again"))
+    again = evaluate.crafted_examples(a, data, "pgd", 8 / 255, **settings)
+    assert torch.equal(again, first)
+    with pytest.raises(pytest.fail.Exception, match="crafted again"):  # another budget: a miss
+        evaluate.crafted_examples(a, data, "pgd", 4 / 255, **settings)

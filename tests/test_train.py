@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import tlab
 import tlab.core.zoo as zoo
@@ -14,7 +16,13 @@ from tlab.core.data import load_domain
 from tlab.core.metrics import accuracy
 from tlab.core.models import build_model
 from tlab.core.tensorsets import class_balanced_subset, train_val_split
-from tlab.core.train import ADVERSARIAL_STEP_VERSION, TrainConfig, fit, prepare_model
+from tlab.core.train import (
+    ADVERSARIAL_STEP_VERSION,
+    TrainConfig,
+    fit,
+    make_optimizer,
+    prepare_model,
+)
 from tlab.core.zoo import ModelSpec
 from tlab.errors import TlabError, UnknownNameError
 
@@ -277,3 +285,31 @@ def test_the_authors_frozen_mode_and_the_new_adversarial_step_get_new_keys():
         assert spec.key("cpu") != former, spec
     assert _FGSM.train.as_dict()["adv_step_version"] == ADVERSARIAL_STEP_VERSION
     assert "adv_step_version" not in _SCRATCH.train.as_dict()
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_the_fused_optimiser_takes_the_default_implementations_steps(name):
+    """On a CPU make_optimizer uses PyTorch's fused kernel: the update rule of torch's default
+    implementation (a Python loop over the tensors), equal up to float rounding."""
+    torch.manual_seed(0)
+    model = build_model("dtn", 10).eval()  # no dropout: both see the same gradients
+    twin, start = copy.deepcopy(model), copy.deepcopy(model)
+    config = TrainConfig(optimizer=name, lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    fused = make_optimizer(model, config)
+    assert fused.defaults["fused"] is True
+    settings = {"lr": 1e-3, "weight_decay": 5e-4}
+    default = (
+        torch.optim.Adam(twin.parameters(), **settings)
+        if name == "adam"
+        else torch.optim.SGD(twin.parameters(), momentum=0.9, **settings)
+    )
+    assert not default.defaults.get("fused")
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        for net, optimizer in ((model, fused), (twin, default)):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+    for p, q, p0 in zip(model.parameters(), twin.parameters(), start.parameters(), strict=True):
+        assert not torch.equal(p, p0)
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)

@@ -148,16 +148,34 @@ class FitResult:
     seconds: float = 0.0
 
 
+#: Devices where PyTorch has fused SGD and Adam kernels (one pass over each parameter per step).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum or Adam over the *trainable* parameters only."""
+    """SGD with momentum or Adam over the *trainable* parameters only.
+
+    On CPUs and CUDA GPUs the optimiser is PyTorch's fused implementation: the same update rule
+    as the default one (which loops over the parameters in Python), computed in one kernel per
+    parameter: Adam's step on the DTN takes 1.6 instead of 8.0 ms on 2 cores
+    (``python benchmarks/run.py``, row "Adam step"). The result agrees with the loop's up to
+    float rounding, as between two CPUs.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TlabError("every parameter is frozen: nothing to train; lower `frozen`")
+    fused = all(p.device.type in FUSED_DEVICES and p.dtype == torch.float32 for p in params)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            fused=fused or None,
         )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(
+        params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None
+    )
 
 
 def _adversarial_batch(

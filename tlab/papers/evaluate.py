@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from tlab.attacks import attack_copy, fgsm_budgets, make_attack
-from tlab.cache import cached_result
+from tlab.cache import cached_result, cached_tensors
 from tlab.core.data import load_domain
 from tlab.core.device import model_device
 from tlab.core.metrics import blackbox_accuracy
@@ -104,24 +104,29 @@ def attack_curve(
 
 
 #: Black-box example sets crafted this session, by (attacker, evaluation set, attack, eps,
-#: settings): the one place crafted examples are kept (they take megabytes, so not on disk).
-#: The least recently used set goes when there are more than :data:`MAX_CRAFTED` (about 4 MB
-#: each at 300 images; a notebook's widgets reuse a few dozen at most).
+#: settings). The least recently used set goes when there are more than :data:`MAX_CRAFTED`
+#: (about 4 MB each at 300 images; a notebook's widgets reuse a few dozen at most). FGSM sets
+#: (one gradient per image) stay in memory only; sets of iterative attacks are also kept on disk
+#: (:func:`tlab.cache.cached_tensors`): PGD-7 on Davchev's DenseNet substitute costs seconds
+#: per budget, and notebooks 07 and 08 attack with the same sets.
 _CRAFTED: OrderedDict[str, torch.Tensor] = OrderedDict()
 MAX_CRAFTED = 48
 
 
+def _crafted_recipe(
+    attacker: ZooEntry, data: EvalSet, attack: str, eps: float, hyper: Any
+) -> dict[str, Any]:
+    return {
+        "attacker": attacker.key,
+        "data": data.recipe(),
+        "attack": attack,
+        "eps": float(eps),
+        "hyper": hyper,
+    }
+
+
 def _crafted_key(attacker: ZooEntry, data: EvalSet, attack: str, eps: float, hyper: Any) -> str:
-    return json.dumps(
-        {
-            "attacker": attacker.key,
-            "data": data.recipe(),
-            "attack": attack,
-            "eps": float(eps),
-            "hyper": hyper,
-        },
-        sort_keys=True,
-    )
+    return json.dumps(_crafted_recipe(attacker, data, attack, eps, hyper), sort_keys=True)
 
 
 def _keep(key: str, examples: torch.Tensor) -> torch.Tensor:
@@ -145,15 +150,24 @@ def crafted_examples(
     gives every target exactly what :func:`tlab.core.metrics.blackbox_accuracy` would craft for
     it on the images that target classifies correctly (Zhang et al. 2020, Sec. 3.4.2; Davchev
     et al. 2019, Table 1's black-box columns). ``hyper`` goes to the attack (e.g. PGD's
-    ``alpha`` and ``steps``).
+    ``alpha`` and ``steps``). Sets of attacks other than FGSM are read from disk when a
+    notebook crafted them before (:data:`_CRAFTED`).
     """
     key = _crafted_key(attacker, data, attack, eps, hyper)
     if key in _CRAFTED:
         _CRAFTED.move_to_end(key)
         return _CRAFTED[key]
-    x, y = data.tensors(model_device(attacker.model))
-    craft = make_attack(attack, eps=float(eps), **hyper)
-    return _keep(key, craft(attack_copy(attacker.model), x, y))
+    device = model_device(attacker.model)
+
+    def craft() -> torch.Tensor:
+        x, y = data.tensors(device)
+        return make_attack(attack, eps=float(eps), **hyper)(attack_copy(attacker.model), x, y)
+
+    if attack == "fgsm":
+        return _keep(key, craft())
+    recipe = _crafted_recipe(attacker, data, attack, eps, hyper)
+    stored = cached_tensors("crafted", recipe, lambda: {"examples": craft()})
+    return _keep(key, stored["examples"].to(device))
 
 
 def crafted_fgsm(

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tlab.attacks import Attack, attack_copy, fgsm, fgsm_budgets, make_attack, pgd
+from tlab.attacks import Attack, attack_copy, fgsm, make_attack, pgd
 from tlab.cache import cached_result
 from tlab.core.metrics import DEFAULT_BATCH_SIZE, accuracy, predict
 from tlab.core.zoo import ModelSpec, ZooEntry, get_or_train
@@ -39,12 +39,13 @@ from tlab.papers.davchev.setup import (
     Setup,
     source_spec,
 )
-from tlab.papers.evaluate import crafted_examples, crafted_fgsm, eps_index
+from tlab.papers.evaluate import EvalSet, crafted_examples, eps_index
 
 #: Version of the rows :func:`evaluate` caches (part of their recipe). 1: the attack columns
 #: counted an image only if it was also correct clean; 2: the attack columns follow Table 1
-#: (every attacked image) and the both-correct view moved to :data:`ALSO_CLEAN_COLUMNS`.
-ROW_VERSION = 2
+#: (every attacked image) and the both-correct view moved to :data:`ALSO_CLEAN_COLUMNS`;
+#: 3: one cache entry per eps.
+ROW_VERSION = 3
 
 
 def _settings(name: str, eps: float) -> dict[str, Any]:
@@ -73,61 +74,63 @@ def evaluate(
 
     ``spec`` is the network, ``substitute`` the black-box attacker's model; ``eps_list``
     defaults to the preset's ``eps_grid``. Every evaluation image is attacked with its true
-    label, white-box on the network, black-box on the substitute. Cached by the two zoo keys,
-    the settings and :data:`ROW_VERSION`, so a warm call reads one small file and loads no
-    model; on a miss the models come from the zoo (trained if needed). Returns
-    ``{"eps": [...], "Natural": a, "BB-FGSM": [...], "BB-PGD": [...], "WB-FGSM": [...],
-    "WB-PGD": [...], "BB-FGSM (also clean)": [...], ...}``, fractions of all evaluation images.
+    label, white-box on the network, black-box on the substitute. Each eps is cached on its own
+    (by the two zoo keys, the evaluation set, that eps and the attacks' settings), so a table
+    at the training eps computes one budget and a curve over the grid adds the others; a warm
+    call reads small files and loads no model; on a miss the models come from the zoo (trained
+    if needed). Returns ``{"eps": [...], "Natural": a, "BB-FGSM": [...], "BB-PGD": [...],
+    "WB-FGSM": [...], "WB-PGD": [...], "BB-FGSM (also clean)": [...], ...}``, fractions of all
+    evaluation images.
     """
     data = s.eval_set()
     eps_list = [float(e) for e in (s.eps_grid if eps_list is None else eps_list)]
+    cells = [
+        _evaluate_at(spec, substitute, data, eps, device=device, progress=progress)
+        for eps in eps_list
+    ]
+    row: dict[str, Any] = {"eps": eps_list, "Natural": cells[0]["Natural"]}
+    for column in (*ATTACK_COLUMNS, *ALSO_CLEAN_COLUMNS):
+        row[column] = [cell[column] for cell in cells]
+    return row
+
+
+def _evaluate_at(
+    spec: ModelSpec,
+    substitute: ModelSpec,
+    data: EvalSet,
+    eps: float,
+    *,
+    device: torch.device | str | None,
+    progress: bool,
+) -> dict[str, float]:
+    """:func:`evaluate` at one eps: ``{"Natural": a, "BB-FGSM": a, ...}`` (cached)."""
     recipe = {
         "network": spec.key(),
         "substitute": substitute.key(),
         "data": data.recipe(),
-        "eps": eps_list,
+        "eps": eps,
         "pgd_steps": PGD_STEPS,
         "alpha_fraction": PGD_STEP_FRACTION,
         "row_version": ROW_VERSION,
     }
 
-    def compute() -> dict[str, Any]:
+    def compute() -> dict[str, float]:
         model = get_or_train(spec, device=device, progress=progress).model
         attacker = get_or_train(substitute, device=device, progress=progress)
         x, y = data.tensors(next(model.parameters()).device)
         crafting = attack_copy(model)  # same function, faster gradients (tlab.papers.evaluate)
         clean_ok = predict(model, x) == y
-        row: dict[str, Any] = {"eps": eps_list, "Natural": clean_ok.float().mean().item()}
-        crafted = {  # per attack: (black-box, white-box) examples at each eps
-            # FGSM at every eps from one input gradient per model (tlab.attacks.fgsm_budgets)
-            "fgsm": (
-                crafted_fgsm(attacker, data, eps_list),
-                fgsm_budgets(crafting, x, y, eps_list=eps_list),
-            ),
-            "pgd": (
-                [
-                    crafted_examples(attacker, data, "pgd", e, **_settings("pgd", e))
-                    for e in eps_list
-                ],
-                [
-                    _attack("pgd", e, batch_size=DEFAULT_BATCH_SIZE)(crafting, x, y)
-                    for e in eps_list
-                ],
-            ),
-        }
-        for attack, (black, white) in crafted.items():
-            bb, wb, bb_also, wb_also = [], [], [], []
-            for x_bb, x_wb in zip(black, white, strict=True):
-                bb_ok = predict(model, x_bb.to(x.device)) == y
-                bb.append(bb_ok.float().mean().item())
-                bb_also.append((clean_ok & bb_ok).float().mean().item())
-                wb_ok = predict(model, x_wb) == y
-                wb.append(wb_ok.float().mean().item())
-                wb_also.append((clean_ok & wb_ok).float().mean().item())
-            name = attack.upper()
-            row[f"BB-{name}"], row[f"WB-{name}"] = bb, wb
-            row[f"BB-{name} (also clean)"], row[f"WB-{name} (also clean)"] = bb_also, wb_also
-        return row
+        cell = {"Natural": clean_ok.float().mean().item()}
+        for attack in ("fgsm", "pgd"):
+            x_bb = crafted_examples(attacker, data, attack, eps, **_settings(attack, eps))
+            x_wb = _attack(attack, eps, batch_size=DEFAULT_BATCH_SIZE)(crafting, x, y)
+            for kind, examples in (("BB", x_bb.to(x.device)), ("WB", x_wb)):
+                ok = predict(model, examples) == y
+                cell[f"{kind}-{attack.upper()}"] = ok.float().mean().item()
+                cell[f"{kind}-{attack.upper()} (also clean)"] = (
+                    (clean_ok & ok).float().mean().item()
+                )
+        return cell
 
     return cached_result("davchev-row", recipe, compute)
 
@@ -195,19 +198,21 @@ class Lab:
             self.setup.spec(network, seed), device=self.device, progress=self.progress
         )
 
-    def row(self, network: Network, seed: int = 0) -> dict[str, Any]:
-        """:func:`evaluate` for ``network`` trained with ``seed``.
+    def row(
+        self, network: Network, seed: int = 0, eps: Sequence[float] | None = None
+    ) -> dict[str, Any]:
+        """:func:`evaluate` for ``network`` trained with ``seed``, at each budget of ``eps``.
 
-        The first seed of the preset is evaluated at every eps of ``eps_grid`` (the widgets
-        read those); other seeds only at the training eps, which is all the claims need.
+        By default only the training eps, which is all the tables and claims read; the widgets'
+        curves ask for ``setup.eps_grid``. Each eps is cached on its own, so a curve reuses the
+        table's budget and computes only the others.
         """
         s = self.setup
-        grid = s.eps_grid if seed == s.seeds[0] else (s.eps,)
         return evaluate(
             s.spec(network, seed),
             s.spec("substitute"),
             s,
-            grid,
+            (s.eps,) if eps is None else eps,
             device=self.device,
             progress=self.progress,
         )
@@ -222,9 +227,10 @@ class Lab:
     ) -> pd.DataFrame:
         """Davchev's Table 1 for ``networks`` at ``eps`` (default: the training eps), in [0, 1];
         ``also_clean`` adds the both-correct columns (:func:`table`)."""
+        eps = self.setup.eps if eps is None else eps
         return table(
-            {n.label(self.setup.depth): self.row(n, seed) for n in networks},
-            self.setup.eps if eps is None else eps,
+            {n.label(self.setup.depth): self.row(n, seed, (eps,)) for n in networks},
+            eps,
             also_clean=also_clean,
         )
 

@@ -105,7 +105,7 @@ PRESETS = PresetTable(
     "Zhang et al. 2020, Sec. 6: ablations (notebook 05)",
     {
         "n_b": Knob(
-            (50, 100), (50, 100, 500), (50, 100, 200, 500), (50, 100, 200, 500), "sizes of B swept"
+            (50, 100), (50, 100, 200), (50, 100, 200, 500), (50, 100, 200, 500), "sizes of B swept"
         ),
         "n_a": Knob(
             (300, 1000),
