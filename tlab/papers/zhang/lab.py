@@ -83,18 +83,22 @@ class Lab:
                 "wb_fooled": [],
             }
             crafting = attack_copy(model)  # same function, faster gradients (papers.evaluate)
-            # one input gradient serves every eps (fgsm_budgets); scored on the model itself
-            white = fgsm_budgets(crafting, x, y, eps_list=s.eps_grid)
-            black = crafted_fgsm(source, data, s.eps_grid)
+            # only the correctly classified inputs are attacked (Sec. 4.2): one input gradient
+            # serves every eps (fgsm_budgets); scored on the model itself
+            x_ok, y_ok = x[correct], y[correct]
+            white = fgsm_budgets(crafting, x_ok, y_ok, eps_list=s.eps_grid)
+            black = crafted_fgsm(source, data, s.eps_grid)  # every image, shared by B's models
             for x_white, x_black in zip(white, black, strict=True):
-                white_ok = predict(model, x_white) == y
-                black_ok = predict(model, x_black) == y
-                a_w = float(white_ok[correct].float().mean())
-                a_b = float(black_ok[correct].float().mean())
+                white_ok = predict(model, x_white) == y_ok
+                black_ok = predict(model, x_black[correct]) == y_ok
+                a_w = float(white_ok.float().mean())
+                a_b = float(black_ok.float().mean())
                 row["wb"].append(a_w)
                 row["bb"].append(a_b)
                 row["gamma"].append(gamma(a_b, a_w) if a_w > 0 else float("nan"))
-                row["wb_fooled"].append((correct & ~white_ok).tolist())
+                fooled = torch.zeros_like(correct)
+                fooled[correct] = ~white_ok
+                row["wb_fooled"].append(fooled.tolist())
             norms = input_gradient_norms(model, x, y)
             row["grad_norms"] = norms.tolist()
             row["correct"] = correct.tolist()
