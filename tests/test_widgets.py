@@ -117,3 +117,22 @@ def test_a_control_with_a_single_option_is_shown_disabled():
     )
     assert panel.controls["eps"].disabled and panel.controls["strategy"].disabled
     assert not panel.controls["frozen"].disabled
+
+
+def test_the_status_says_updating_while_a_redraw_runs_and_is_cleared_after_it():
+    seen = []
+
+    def slow(k: int) -> go.Figure:
+        seen.append(panel.status.value)  # what the page shows while the figure is computed
+        if k == 3:
+            raise ValueError("no model with 3 frozen stages")
+        return go.Figure(layout={"title": f"k={k}"})
+
+    panel = widgets.Panel.__new__(widgets.Panel)  # the first draw reads panel.status
+    panel.__init__(slow, {"k": ipw.IntSlider(value=0, min=0, max=4)})
+    assert seen == [""] and panel.status.value == ""  # the first figure: no control moved yet
+    panel.controls["k"].value = 1
+    assert seen[-1] == widgets.UPDATING and panel.status.value == ""
+    panel.controls["k"].value = 3  # an error: shown where the figure stood, status cleared
+    assert seen[-1] == widgets.UPDATING and panel.status.value == ""
+    assert panel.output.outputs[0]["output_type"] == "error"

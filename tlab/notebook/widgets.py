@@ -27,6 +27,8 @@ from IPython.display import display
 
 #: Output metadata key under which a panel leaves its note for the HTML export.
 PANEL_NOTE_KEY = "tlab_panel_note"
+#: What a panel's status line reads while its figure is being redrawn.
+UPDATING = '<span class="tlab-panel-status"><i>updating ...</i></span>'
 
 
 def eps_slider(
@@ -59,7 +61,10 @@ class Panel(widgets.VBox):
     ``applies`` maps a control's name to a predicate of all current values; while it is false
     the control is disabled (e.g. "FT frozen k" while Scratch is the chosen strategy). A control
     with a single option (one seed, one eps at a small preset) is disabled too: it shows the
-    value without inviting a move that cannot change anything.
+    value without inviting a move that cannot change anything. While a redraw runs, ``status``
+    (after the controls) reads "updating ...": a render that computes something the first time
+    (notebook 08 attacking a network at budgets no table needed) says so instead of leaving the
+    old figure under the new control values without a word.
     """
 
     def __init__(
@@ -78,8 +83,10 @@ class Panel(widgets.VBox):
             control.style.description_width = "initial"
             control.layout.margin = "2px 28px 2px 0"
         self.output = widgets.Output()
+        self.status = widgets.HTML("")
         row = widgets.Layout(display="flex", flex_flow="row wrap", align_items="center")
-        super().__init__([widgets.Box(list(self.controls.values()), layout=row), self.output])
+        controls = widgets.Box([*self.controls.values(), self.status], layout=row)
+        super().__init__([controls, self.output])
         self.add_class("tlab-panel")
         self.figure = self._draw()
         for control in self.controls.values():
@@ -102,6 +109,7 @@ class Panel(widgets.VBox):
         return figure
 
     def _on_change(self, _change: dict[str, Any]) -> None:
+        self.status.value = UPDATING
         try:
             self.figure = self._draw()
         except Exception as exc:  # noqa: BLE001 -- any error is shown where the figure stood
@@ -113,6 +121,8 @@ class Panel(widgets.VBox):
                     "traceback": traceback.format_exception(exc),
                 },
             )
+        finally:
+            self.status.value = ""
 
     def note(self) -> str:
         """One line for a page without widgets: which values the figure shows."""
