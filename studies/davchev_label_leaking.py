@@ -7,7 +7,8 @@ claim D2 on ``R_fgsm (true labels)`` -- trained on the target domain only -- and
 preset it does not hold. This script asks whether a longer training budget changes that: it
 retrains that network with ``--epochs`` (each a separate zoo entry of the standard recipe with
 only ``target_epochs`` changed) for every seed and prints clean / FGSM true labels / FGSM
-predicted labels / PGD accuracy on all evaluation images (``tlab.papers.davchev.label_leaking``), plus
+predicted labels / PGD accuracy on all evaluation images
+(``tlab.papers.davchev.label_leaking``), plus
 the clean error rate, which bounds the true-minus-predicted gap: on an image the network
 classifies correctly both labels are the same, so both FGSM examples are too.
 

@@ -308,7 +308,7 @@ def report_claims(groups: dict[str, list[dict[str, Any]]], eps: tuple[float, ...
     """Z1-Z4 and Z6 for one n_B (Z5 needs several n_B, see ``report_nb``)."""
     tags = [f"{e * 255:g}" for e in eps]
     lo, hi = tags[0], tags[-1]
-    big = [t for t, e in zip(tags, eps) if e >= 4 / 255]
+    big = [t for t, e in zip(tags, eps, strict=True) if e >= 4 / 255]
     print("\nclaims (per-seed paired differences, percentage points)")
     for ft in [m for m in groups if m.startswith("FT-") or m == "CommonInit"]:
         if ft.startswith("FT-"):
@@ -322,7 +322,7 @@ def report_claims(groups: dict[str, list[dict[str, Any]]], eps: tuple[float, ...
             peak = tags[int(np.argmax(gaps))]
             print(
                 f"  Z2 WB gap {ft} - Scratch by eps: "
-                + ", ".join(f"{t}/255: {g:+.1f}" for t, g in zip(tags, gaps))
+                + ", ".join(f"{t}/255: {g:+.1f}" for t, g in zip(tags, gaps, strict=True))
                 + f" pts (largest at {peak}/255)"
             )
         if len(tags) > 1:
@@ -477,7 +477,9 @@ def _classes(text: str) -> tuple[str, ...]:
 
 
 def train_config(args: argparse.Namespace, who: str) -> TrainConfig:
-    get = lambda name: getattr(args, f"{who}_{name}")
+    def get(name: str) -> Any:
+        return getattr(args, f"{who}_{name}")
+
     return TrainConfig(
         epochs=get("epochs"),
         batch_size=get("batch"),

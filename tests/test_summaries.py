@@ -61,3 +61,28 @@ def test_a_reference_claim_made_of_parts_counts_the_parts_seeds():
     n = {part["evidence"]["n"] for part in d1["parts"]}
     sentence = reference_sentence(SimpleNamespace(code="D1", statement=d1["statement"]))
     assert f"({n.pop()} seeds, " in sentence and "?" not in sentence
+
+
+def test_a_claim_with_a_committed_replication_quotes_it_at_every_preset(tmp_path, monkeypatch):
+    """A replication (studies/, fixed seeds decided before the run) is quoted beside the claim
+    it replicates, whatever this run's preset; other claims are left alone."""
+    ten = paired_claim("X1", "a beats b", [0.6, 0.7] * 5, [0.5, 0.65] * 5, what="acc",
+                       seeds=range(5, 15))  # fmt: skip
+    record = {
+        "study": "studies/x.py",
+        "seeds": list(range(5, 15)),
+        "claim": ten.as_record(),
+        "recorded_at": "2026-12-03T05:00:00+0000",
+    }
+    (tmp_path / "x.json").write_text(json.dumps(record))
+    monkeypatch.setattr(reference, "REPLICATIONS", tmp_path)
+    reference.replications.cache_clear()
+    one_seed = paired_claim("X1", "a beats b", [0.5], [0.6], what="acc", seeds=[0])
+    other = paired_claim("X2", "a beats b", [0.6], [0.5], what="acc", seeds=[0])
+    for preset in ("quick", "standard"):
+        text = verdict_summary([one_seed, other], preset=preset, seeds=[0]).data
+        first, second = [line for line in text.splitlines() if line.startswith("- ")]
+        assert "Replication on 10 other seeds (5-14, `studies/x.py`, 2026-12-03): holds" in first
+        assert ten.evidence.effect.describe(percent=True) in first
+        assert "Replication" not in second
+    reference.replications.cache_clear()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from IPython.display import Markdown
 
 from tlab.papers.claims import TOO_FEW, Claim
-from tlab.papers.reference import effect_text, reference_claim
+from tlab.papers.reference import effect_text, reference_claim, replications
 
 #: How each verdict reads in a sentence.
 READS = {
@@ -27,11 +27,15 @@ REFERENCE_PRESET = "standard"
 
 def verdict_sentence(claim: Claim, preset: str = REFERENCE_PRESET) -> str:
     """``"**W1** (targeted success: deep > mid > full) holds in this run: <measured>."``; a
-    claim this run cannot decide also gets the standard preset's reference result."""
+    claim this run cannot decide also gets the standard preset's reference result, and a claim
+    with a committed replication (:func:`tlab.papers.reference.replications`) that one."""
     sentence = f"**{claim.code}** ({claim.statement}) {READS[claim.verdict]}: {claim.measured}."
-    if claim.verdict != TOO_FEW or preset == REFERENCE_PRESET:
-        return sentence
-    return f"{sentence} {reference_sentence(claim)}"
+    if claim.verdict == TOO_FEW and preset != REFERENCE_PRESET:
+        sentence = f"{sentence} {reference_sentence(claim)}"
+    replicated = replications().get((claim.code, claim.statement))
+    if replicated is not None:
+        sentence = f"{sentence} {replication_sentence(replicated)}"
+    return sentence
 
 
 def reference_sentence(claim: Claim) -> str:
@@ -42,6 +46,17 @@ def reference_sentence(claim: Claim) -> str:
     return (
         f"*{REFERENCE_PRESET.capitalize()} preset's reference run ({_seed_count(found)} seeds, "
         f"{found['recorded_at']}): {found['verdict']}, {effect_text(found)}.*"
+    )
+
+
+def replication_sentence(replicated: dict) -> str:
+    """What a committed replication recorded: its seeds, script, date, verdict and effects."""
+    seeds = replicated["seeds"]
+    found = replicated["claim"]
+    return (
+        f"*Replication on {len(seeds)} other seeds ({seeds[0]}-{seeds[-1]}, "
+        f"`{replicated['study']}`, {str(replicated['recorded_at'])[:10]}): {found['verdict']}, "
+        f"{effect_text(found)}.*"
     )
 
 

@@ -10,6 +10,7 @@ cannot decide (:func:`tlab.notebook.summaries.verdict_summary`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,10 @@ from tlab.record import RECORD_FILE, read_complete
 
 #: The committed reference records, one folder per preset.
 REFERENCE_RUNS = Path(__file__).resolve().parent / "reference_runs"
+#: Replications decided before they ran, each written by a script in ``studies/``.
+REPLICATIONS = REFERENCE_RUNS / "replications"
+#: Claim D1 of Davchev et al. on ten fresh seeds (``studies/davchev_d1_replication.py``).
+D1_REPLICATION_FILE = "davchev_d1_seeds_5-14.json"
 
 
 @cache
@@ -38,6 +43,18 @@ def reference_claims(preset: str) -> dict[tuple[str, str], dict[str, Any]]:
 def reference_claim(code: str, statement: str, preset: str = "standard") -> dict[str, Any] | None:
     """The reference run's record of the claim ``code`` stated as ``statement``, or None."""
     return reference_claims(preset).get((code, statement))
+
+
+@cache
+def replications() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every committed replication (:data:`REPLICATIONS`) by its claim's (code, statement):
+    the record a study wrote, with ``claim`` (:meth:`tlab.papers.claims.Claim.as_record`),
+    ``seeds``, ``study`` and ``recorded_at``."""
+    found = {}
+    for path in sorted(REPLICATIONS.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        found[(data["claim"]["code"], data["claim"]["statement"])] = data
+    return found
 
 
 def describe_effect(evidence: Mapping[str, Any] | None) -> str:

@@ -140,34 +140,42 @@ def fgsm_labels_frame(lab: Lab) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def transfer_claims(lab: Lab) -> list[Claim]:
-    """D1 (Sec. 3.1, Figs. 2 and 4: a PGD-trained source keeps a higher ratio of its black-box
-    robustness through clean transfer than an FGSM-trained one, at every strategy) and D2
-    (Sec. 2.3: label leaking of FGSM training with true labels)."""
+def d1_claim(lab: Lab) -> Claim:
+    """D1 (Sec. 3.1, Figs. 2 and 4): a PGD-trained source keeps a higher ratio of its black-box
+    robustness through clean transfer than an FGSM-trained one, at every strategy; one
+    seed-paired part per strategy (module docstring)."""
     seeds = list(lab.setup.seeds)
-    d1, d2 = d1_frame(lab), leaking_frame(lab)
+    d1 = d1_frame(lab)
     layers = retrained_layers(lab.setup.depth)
+    return all_of(
+        "D1",
+        "a PGD-trained source keeps a higher ratio of its black-box robustness after clean "
+        "transfer than an FGSM-trained source, at every strategy ("
+        + ", ".join(layers[k] for k in RETRAINED)
+        + " layers retrained)",
+        [
+            paired_claim(
+                "D1",
+                f"{layers[retrained]} layers retrained",
+                d1[("pgd", retrained)].tolist(),
+                d1[("fgsm", retrained)].tolist(),
+                what=f"BB ratio R_pgd->nat {layers[retrained]} / R_pgd vs "
+                f"R_fgsm->nat {layers[retrained]} / R_fgsm",
+                seeds=seeds,
+                percent=False,
+            )
+            for retrained in RETRAINED
+        ],
+    )
+
+
+def transfer_claims(lab: Lab) -> list[Claim]:
+    """D1 (:func:`d1_claim`) and D2 (Sec. 2.3: label leaking of FGSM training with true
+    labels)."""
+    seeds = list(lab.setup.seeds)
+    d2 = leaking_frame(lab)
     return [
-        all_of(
-            "D1",
-            "a PGD-trained source keeps a higher ratio of its black-box robustness after clean "
-            "transfer than an FGSM-trained source, at every strategy ("
-            + ", ".join(layers[k] for k in RETRAINED)
-            + " layers retrained)",
-            [
-                paired_claim(
-                    "D1",
-                    f"{layers[retrained]} layers retrained",
-                    d1[("pgd", retrained)].tolist(),
-                    d1[("fgsm", retrained)].tolist(),
-                    what=f"BB ratio R_pgd->nat {layers[retrained]} / R_pgd vs "
-                    f"R_fgsm->nat {layers[retrained]} / R_fgsm",
-                    seeds=seeds,
-                    percent=False,
-                )
-                for retrained in RETRAINED
-            ],
-        ),
+        d1_claim(lab),
         any_of(
             "D2",
             "label leaking: the FGSM-trained (true labels) network scores better on "
