@@ -13,31 +13,36 @@ so this study is a separate replication, fixed before it ran (session 15):
 - the lab's own rule (:func:`tlab.papers.davchev.verdicts.d1_claim`): per strategy, a 95 %
   t-interval of the mean paired difference of the transferred ratios; D1 holds if every
   strategy's interval lies above 0, is contradicted if any lies below, inconclusive otherwise;
-- the outcome is recorded, whichever it is (``--out``), and quoted by notebook 07 and the
-  lecturer's guide as this study's reference result.
+- the outcome is recorded, whichever it is (``--write``: a record like a reference run's, in
+  ``tlab/papers/reference_runs/replications/``), and quoted beside D1 by notebook 07's summary,
+  the README's claims table and the lecturer's guide.
 
-    python studies/davchev_d1_replication.py --write   # records it in the package's replications
+    python studies/davchev_d1_replication.py --write
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import os
 import time
 
 from tlab.papers import davchev
 from tlab.papers.davchev.verdicts import d1_claim, d1_frame
-from tlab.papers.reference import D1_REPLICATION_FILE, REPLICATIONS
-from tlab.record import library_versions
+from tlab.papers.reference import REPLICATIONS
+from tlab.record import RECORD_DIR_ENV, begin, record, record_claims
 
 #: Fixed before the run: seeds no reference run uses.
 SEEDS = tuple(range(5, 15))
+STUDY = "studies/davchev_d1_replication.py"
+FOLDER = "07_d1_seeds_5-14"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"record the result in {REPLICATIONS}")
+    parser.add_argument(
+        "--write", action="store_true", help=f"record the result in {REPLICATIONS / FOLDER}"
+    )
     args = parser.parse_args()
     setup = dataclasses.replace(davchev.setup("standard"), seeds=SEEDS)
     lab = davchev.Lab(setup, progress=True)
@@ -48,20 +53,18 @@ def main() -> None:
     print(ratios.to_string(float_format="{:.3f}".format))
     print(f"D1: {claim.verdict}: {claim.measured} ({seconds:.0f} s)")
     if args.write:
-        record = {
-            "study": "studies/davchev_d1_replication.py",
-            "preset": "standard",
-            "seeds": list(SEEDS),
-            "claim": claim.as_record(),
-            "ratios": {f"{source} {k}": ratios[(source, k)].tolist() for source, k in ratios},
-            "seconds": round(seconds),
-            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "versions": library_versions(),
-        }
-        path = REPLICATIONS / D1_REPLICATION_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+        folder = REPLICATIONS / FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ[RECORD_DIR_ENV] = str(folder)
+        begin("standard")
+        record(
+            {f"d1_ratio_{source}_{k}": float(ratios[(source, k)].mean()) for source, k in ratios},
+            study=STUDY,
+            seeds=list(SEEDS),
+            seconds=round(seconds),
+        )
+        record_claims([claim.as_record()])
+        print(f"recorded in {folder}")
 
 
 if __name__ == "__main__":

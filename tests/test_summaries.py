@@ -68,13 +68,15 @@ def test_a_claim_with_a_committed_replication_quotes_it_at_every_preset(tmp_path
     it replicates, whatever this run's preset; other claims are left alone."""
     ten = paired_claim("X1", "a beats b", [0.6, 0.7] * 5, [0.5, 0.65] * 5, what="acc",
                        seeds=range(5, 15))  # fmt: skip
+    folder = tmp_path / "x_seeds_5-14"
+    folder.mkdir()
     record = {
-        "study": "studies/x.py",
-        "seeds": list(range(5, 15)),
-        "claim": ten.as_record(),
+        "extra": {"preset": "standard", "study": "studies/x.py"},
+        "claims": [ten.as_record()],
         "recorded_at": "2026-12-03T05:00:00+0000",
+        "complete": True,
     }
-    (tmp_path / "x.json").write_text(json.dumps(record))
+    (folder / "record.json").write_text(json.dumps(record))
     monkeypatch.setattr(reference, "REPLICATIONS", tmp_path)
     reference.replications.cache_clear()
     one_seed = paired_claim("X1", "a beats b", [0.5], [0.6], what="acc", seeds=[0])
@@ -82,7 +84,7 @@ def test_a_claim_with_a_committed_replication_quotes_it_at_every_preset(tmp_path
     for preset in ("quick", "standard"):
         text = verdict_summary([one_seed, other], preset=preset, seeds=[0]).data
         first, second = [line for line in text.splitlines() if line.startswith("- ")]
-        assert "Replication on 10 other seeds (5-14, `studies/x.py`, 2026-12-03): holds" in first
+        assert "Replication on 10 other seeds (5-14, fixed before it ran; `studies/x.py`, 2026-12-03): holds" in first
         assert ten.evidence.effect.describe(percent=True) in first
         assert "Replication" not in second
     reference.replications.cache_clear()

@@ -50,13 +50,19 @@ def reference_sentence(claim: Claim) -> str:
 
 
 def replication_sentence(replicated: dict) -> str:
-    """What a committed replication recorded: its seeds, script, date, verdict and effects."""
-    seeds = replicated["seeds"]
-    found = replicated["claim"]
+    """What a committed replication (:func:`tlab.papers.reference.replications`) recorded for
+    the claim: its seeds, study script, date, verdict and effects."""
+    seeds = sorted(
+        {
+            seed
+            for part in [replicated, *(replicated.get("parts") or [])]
+            for seed in (part.get("evidence") or {}).get("seeds", [])
+        }
+    )
     return (
-        f"*Replication on {len(seeds)} other seeds ({seeds[0]}-{seeds[-1]}, "
-        f"`{replicated['study']}`, {str(replicated['recorded_at'])[:10]}): {found['verdict']}, "
-        f"{effect_text(found)}.*"
+        f"*Replication on {len(seeds)} other seeds ({seeds[0]}-{seeds[-1]}, fixed before it ran; "
+        f"`{replicated['study']}`, {replicated['recorded_at']}): {replicated['verdict']}, "
+        f"{effect_text(replicated)}.*"
     )
 
 

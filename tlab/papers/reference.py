@@ -10,7 +10,6 @@ cannot decide (:func:`tlab.notebook.summaries.verdict_summary`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -21,10 +20,9 @@ from tlab.record import RECORD_FILE, read_complete
 
 #: The committed reference records, one folder per preset.
 REFERENCE_RUNS = Path(__file__).resolve().parent / "reference_runs"
-#: Replications decided before they ran, each written by a script in ``studies/``.
+#: Replications decided before they ran, each a record (its own folder, like a reference run's)
+#: written by a script in ``studies/``, which it names as ``extra["study"]``.
 REPLICATIONS = REFERENCE_RUNS / "replications"
-#: Claim D1 of Davchev et al. on ten fresh seeds (``studies/davchev_d1_replication.py``).
-D1_REPLICATION_FILE = "davchev_d1_seeds_5-14.json"
 
 
 @cache
@@ -47,13 +45,19 @@ def reference_claim(code: str, statement: str, preset: str = "standard") -> dict
 
 @cache
 def replications() -> dict[tuple[str, str], dict[str, Any]]:
-    """Every committed replication (:data:`REPLICATIONS`) by its claim's (code, statement):
-    the record a study wrote, with ``claim`` (:meth:`tlab.papers.claims.Claim.as_record`),
-    ``seeds``, ``study`` and ``recorded_at``."""
-    found = {}
-    for path in sorted(REPLICATIONS.glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        found[(data["claim"]["code"], data["claim"]["statement"])] = data
+    """Every claim of the committed replications (:data:`REPLICATIONS`) by (code, statement),
+    each with its run's ``recorded_at`` date and ``study`` script."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(REPLICATIONS.glob(f"*/{RECORD_FILE}")):
+        data = read_complete(path) or {}
+        date = str(data.get("recorded_at") or "")[:10]
+        for claim in data.get("claims", []):
+            study = data["extra"]["study"]
+            found[(claim["code"], claim["statement"])] = {
+                **claim,
+                "recorded_at": date,
+                "study": study,
+            }
     return found
 
 
