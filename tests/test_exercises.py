@@ -3,6 +3,8 @@ wrong one fails with a hint, nbgrader's stub reports "not solved yet"."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,17 @@ from tlab.notebook.exercises import NotQuite
 
 def stub(*_args, **_kwargs):
     raise NotImplementedError()
+
+
+@contextlib.contextmanager
+def rejected(match: str = ".*"):
+    """A check given a wrong answer, as nbgrader grades it (``TLAB_GRADING=1``): it raises
+    :class:`NotQuite` with ``match`` in its message (interactively it prints it and returns
+    False, see ``test_check_reports_solved_unsolved_and_wrong``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(exercises.GRADING_ENV, "1")
+        with pytest.raises(NotQuite, match=match):
+            yield
 
 
 @pytest.fixture(autouse=True)
@@ -40,16 +53,26 @@ def test_check_reports_solved_unsolved_and_wrong(capsys):
         exercises.expect(False, "it is wrong")
         return "never"
 
-    with pytest.raises(NotQuite, match=r"it is wrong[\s\S]*Hint: look here"):
-        exercises.check("ex", wrong, hint="look here")
+    assert exercises.check("ex", wrong, hint="look here") is False
+    printed = capsys.readouterr()
+    assert "Not quite (ex): it is wrong\nHint: look here" in printed.err and not printed.out
     assert exercises.SOLVED["ex"] is False
 
 
-def test_while_grading_an_unsolved_exercise_fails_its_check(monkeypatch):
+def test_while_grading_an_unsolved_or_wrong_exercise_fails_its_check(monkeypatch):
     monkeypatch.setenv(exercises.GRADING_ENV, "1")
     with pytest.raises(NotQuite, match="not solved yet"):
         exercises.check("ex", stub, hint="h")
     assert exercises.SOLVED["ex"] is False
+
+    def wrong() -> str:
+        exercises.expect(False, "it is wrong")
+        return "never"
+
+    with pytest.raises(NotQuite, match=r"it is wrong[\s\S]*Hint: look here") as failed:
+        exercises.check("ex", wrong, hint="look here")
+    # IPython shows the message alone, no traceback through tlab's checks
+    assert failed.value._render_traceback_() == [f"NotQuite: {failed.value}"]
     assert exercises.check("ex", lambda: "fine", hint="h") is True
 
 
@@ -98,23 +121,57 @@ def trained_linear():
     return model.eval(), x, y
 
 
-def pgd_without_projection(model, x, y, eps, alpha, steps):
-    adv = x.clone()
+def _signed_steps(model, x, y, eps, alpha, steps, *, start, direction=1.0, project=True):
+    """A family of plausible student attacks: ``steps`` signed-gradient steps from ``start``."""
+    adv = start.clone()
     for _ in range(steps):
         adv.requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(model(adv), y, reduction="sum"), adv)
-        adv = (adv + alpha * grad.sign()).clamp(0, 1).detach()
+        adv = adv.detach() + direction * alpha * grad.sign()
+        adv = (x + (adv - x).clamp(-eps, eps) if project else adv).clamp(0, 1)
     return adv
 
 
-def test_pgd_check(trained_linear):
+WRONG_PGD = {
+    "no projection": (
+        lambda m, x, y, e, a, s: _signed_steps(m, x, y, e, a, s, start=x, project=False),
+        "more than eps",
+    ),
+    "FGSM": (lambda m, x, y, e, a, s: _signed_steps(m, x, y, e, e, 1, start=x), "with steps=1"),
+    "random start": (
+        lambda m, x, y, e, a, s: _signed_steps(
+            m, x, y, e, a, s, start=(x + torch.empty_like(x).uniform_(-e, e)).clamp(0, 1)
+        ),
+        "start from the clean image",
+    ),
+    "does nothing": (lambda m, x, y, e, a, s: x.clone(), "lowered the true class's margin"),
+    "descends": (
+        lambda m, x, y, e, a, s: _signed_steps(m, x, y, e, a, s, start=x, direction=-1.0),
+        "lowered the true class's margin",
+    ),
+    "one step only": (
+        lambda m, x, y, e, a, s: _signed_steps(m, x, y, e, a, 1, start=x),
+        "under FGSM",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_PGD)
+def test_pgd_check_rejects_a_plausible_wrong_attack_saying_what_is_wrong(trained_linear, name):
+    """Found by running the student copy by hand (session 15): the check used to pass FGSM, an
+    attack that does nothing and one that descends the loss."""
+    model, x, y = trained_linear
+    attack, problem = WRONG_PGD[name]
+    with rejected(problem):
+        ec.check_pgd(attack, model, x, y, eps=8 / 255, alpha=2 / 255, steps=10)
+
+
+def test_pgd_check(trained_linear, capsys):
     model, x, y = trained_linear
     kw = dict(eps=4 / 255, alpha=1 / 255, steps=10)
     assert ec.check_pgd(ec.pgd_attack, model, x, y, **kw)
-    with pytest.raises(NotQuite, match="moved by"):
-        ec.check_pgd(pgd_without_projection, model, x, y, **kw)
-    with pytest.raises(NotQuite, match="FGSM"):
-        ec.check_pgd(lambda m, x_, y_, *a: x_.clone(), model, x, y, **kw)
+    assert ec.check_pgd(WRONG_PGD["no projection"][0], model, x, y, **kw) is False
+    assert "Not quite (PGD): a pixel moved by" in capsys.readouterr().err
     assert ec.check_pgd(stub, model, x, y, **kw) is False
 
 
@@ -132,7 +189,7 @@ def test_freeze_check():
     def off_by_one(model, k):
         return freeze(model, min(k + 1, model.num_stages))
 
-    with pytest.raises(NotQuite, match="stage"):
+    with rejected("stage"):
         ec.check_freeze(off_by_one, small_dtn, [0, 2])
     assert ec.check_freeze(stub, small_dtn, [1]) is False
 
@@ -146,7 +203,7 @@ def test_adversarial_accuracy_check():
     def over_all(row, i):
         return 1 - sum(row["wb_fooled"][i]) / len(row["correct"])
 
-    with pytest.raises(NotQuite):
+    with rejected():
         ec.check_adversarial_accuracy(over_all)
 
 
@@ -154,9 +211,9 @@ def test_gamma_check():
     from tlab.core.metrics import gamma
 
     assert ec.check_gamma(gamma)
-    with pytest.raises(NotQuite, match="Hint: gamma"):
+    with rejected("Hint: gamma"):
         ec.check_gamma(lambda a_b, a_w: (a_b - a_w) / np.where(a_b > 0, a_b, 1))
-    with pytest.raises(NotQuite, match="NaN"):
+    with rejected("NaN"):
         ec.check_gamma(lambda a_b, a_w: (a_b - a_w) / np.maximum(a_w, 1e-3))
     assert ec.check_gamma(stub) is False
 
@@ -175,7 +232,7 @@ def test_gradient_norms_check(trained_linear):
         (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
         return grad.flatten(1).norm(dim=1)
 
-    with pytest.raises(NotQuite, match="reduction"):
+    with rejected("reduction"):
         ec.check_gradient_norms(averaged, model, x[:8], y[:8])
 
 
@@ -197,9 +254,9 @@ def test_adversarial_loss_check():
         x_adv = fgsm(model, x, y, eps=eps)
         return (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y)) / 2, x_adv
 
-    with pytest.raises(NotQuite, match="L_clean"):
+    with rejected("L_clean"):
         ec.check_adversarial_loss(adversarial_only)
-    with pytest.raises(NotQuite, match="predict"):
+    with rejected("predict"):
         ec.check_adversarial_loss(true_labels)
     assert ec.check_adversarial_loss(stub) is False
 
@@ -211,7 +268,7 @@ def test_normalise_check():
     from tlab.core.metrics import minmax_normalise_columns
 
     assert ec.check_normalise(minmax_normalise_columns)
-    with pytest.raises(NotQuite):
+    with rejected():
         ec.check_normalise(lambda v: (v - v.min()) / (v.max() - v.min()))  # whole table
 
 
@@ -239,9 +296,9 @@ def test_mimicry_loss_check(teacher_and_images):
         distance = (teacher.features(x, layer).flatten(1) - target.flatten(1)).norm(dim=1)
         return distance + penalty * (ms_dssim(x, x_source) - budget).square()
 
-    with pytest.raises(NotQuite, match="DSSIM - P"):
+    with rejected("DSSIM - P"):
         ec.check_mimicry_loss(linear_penalty, teacher, layer, sources, targets, budget=0.01)
-    with pytest.raises(NotQuite, match="within the budget"):
+    with rejected("within the budget"):
         ec.check_mimicry_loss(no_clamp, teacher, layer, sources, targets, budget=0.01)
     assert ec.check_mimicry_loss(stub, teacher, layer, sources, targets, budget=0.01) is False
 
@@ -254,7 +311,7 @@ def test_find_teacher_check():
 
         return min(prints, key=lambda k: float(gini(student(prints[k]).softmax(1)).mean()))
 
-    with pytest.raises(NotQuite, match="None"):
+    with rejected("None"):
         ec.check_find_teacher(no_threshold)
     assert ec.check_find_teacher(stub) is False
 
@@ -264,7 +321,7 @@ def test_find_teacher_check():
 
 def test_vote_check():
     assert ec.check_vote(ec.majority_vote)
-    with pytest.raises(NotQuite):
+    with rejected():
         ec.check_vote(lambda votes: votes[0])
 
 
@@ -281,9 +338,9 @@ def test_eot_check(teacher_and_images):
     def summed(teacher, layer, x, target, ratio, samples):
         return samples * ec.eot_distance(teacher, layer, x, target, ratio, samples)
 
-    with pytest.raises(NotQuite, match=r"spread|masks"):
+    with rejected(r"spread|masks"):
         ec.check_eot_distance(one_mask, teacher, layer, x, target, ratio=0.3)
-    with pytest.raises(NotQuite):
+    with rejected():
         ec.check_eot_distance(summed, teacher, layer, x, target, ratio=0.3)
     assert ec.check_eot_distance(stub, teacher, layer, x, target, ratio=0.3) is False
 
@@ -296,10 +353,10 @@ def test_mean_difference_check():
 
     assert ec.check_mean_difference(mean_difference)
     assert ec.check_mean_difference(mean_difference, seed=1)
-    with pytest.raises(NotQuite, match="n_B = "):  # the difference of the means of another seed
+    with rejected("n_B = "):  # the difference of the means of another seed
         ec.check_mean_difference(
             lambda w, by, a, b: w[a].groupby(w[by]).max() - w[b].groupby(w[by]).max()
         )
-    with pytest.raises(NotQuite, match="Series"):  # one number for the whole table
+    with rejected("Series"):  # one number for the whole table
         ec.check_mean_difference(lambda w, by, a, b: float((w[a] - w[b]).mean()))
     assert ec.check_mean_difference(stub) is False

@@ -12,13 +12,16 @@ import json
 import nbformat
 import pytest
 
+from tlab.notebook.exercises import GRADING_ENV
 from tlab.runs import cli
 from tlab.runs.catalog import available_notebooks
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("info", available_notebooks(), ids=lambda i: i.name)
-def test_notebook_runs_headless_with_the_smoke_preset(info, tmp_path):
+def test_notebook_runs_headless_with_the_smoke_preset(info, tmp_path, monkeypatch):
+    # graded as nbgrader would: a solution whose check fails is an error here, not a red note
+    monkeypatch.setenv(GRADING_ENV, "1")
     assert cli.main(["run", info.name, "--preset", "smoke", "--out", str(tmp_path)]) == 0
     (run,) = json.loads((tmp_path / "runs.json").read_text())
     assert run["status"] == "ok", run["error"]

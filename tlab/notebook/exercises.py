@@ -7,12 +7,15 @@ nbgrader's stub, which raises ``NotImplementedError``. The check cell after it c
 correct function does, never compares it with tlab's own call of the same function.
 
 - ``NotImplementedError`` anywhere in the test means "not solved yet": :func:`check` says so
-  and returns ``False``, so that Run All goes on to the cells below; nothing else is caught.
-  When grading (the environment variable :data:`GRADING_ENV` set to ``1``, e.g.
-  ``TLAB_GRADING=1 nbgrader autograde ...``) an unsolved exercise raises :class:`NotQuite`
-  instead: nbgrader gives a test cell its points when it runs without an error.
-- A wrong behaviour raises :class:`NotQuite` (an ``AssertionError``) with a hint, so that a
-  solution notebook run headless (CI) fails loudly.
+  and returns ``False``, so that Run All goes on to the cells below.
+- A wrong behaviour (:class:`NotQuite`, or any ``AssertionError``) is printed in red (stderr)
+  with what went wrong and a hint, and :func:`check` returns ``False`` too: the cells below
+  go on with tlab's implementation. Nothing else is caught (a bug in the student's code shows
+  its traceback).
+- When grading (the environment variable :data:`GRADING_ENV` set to ``1``, e.g.
+  ``TLAB_GRADING=1 nbgrader autograde ...``), both raise :class:`NotQuite` instead: nbgrader
+  gives a test cell its points when it runs without an error. The test suite runs the
+  solution notebooks that way, so a broken solution fails loudly.
 - :func:`use` then hands the cells below the student's function if its check passed, otherwise
   tlab's implementation, and says which.
 - :func:`reveal` compares a prediction, made before the numbers were shown, with this run's.
@@ -21,6 +24,7 @@ correct function does, never compares it with tlab's own call of the same functi
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -40,6 +44,11 @@ GRADING_ENV = "TLAB_GRADING"
 class NotQuite(AssertionError):
     """A behaviour check failed; the message holds what went wrong and a hint."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for it: the message, without a traceback through tlab's checks
+        (the message is the whole story, and a traceback would push the hint off screen)."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 def expect(condition: object, problem: str) -> None:
     """Inside a behaviour test: fail with ``problem`` unless ``condition`` holds."""
@@ -52,9 +61,9 @@ def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
 
     ``test()`` calls the student's function, raises :class:`NotQuite` (or any
     ``AssertionError``) on a wrong behaviour and returns a one-line description of what it
-    verified. Returns ``True`` when solved, ``False`` when the function still raises
-    ``NotImplementedError`` (nbgrader's stub; while grading, see :data:`GRADING_ENV`, that
-    raises :class:`NotQuite` too); raises :class:`NotQuite` with ``hint`` otherwise.
+    verified. Returns ``True`` when solved; ``False`` when the function still raises
+    ``NotImplementedError`` (nbgrader's stub) or behaves wrongly (printed with ``hint``);
+    while grading (:data:`GRADING_ENV`) those two raise :class:`NotQuite` instead.
     The test runs on a fork of torch's random state.
     """
     try:
@@ -68,7 +77,13 @@ def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
         return False
     except AssertionError as failure:
         SOLVED[name] = False
-        raise NotQuite(f"Not quite ({name}): {failure}\nHint: {hint}") from None
+        message = f"Not quite ({name}): {failure}\nHint: {hint}"
+        if os.environ.get(GRADING_ENV) == "1":
+            raise NotQuite(message) from None
+        print(
+            f"{message}\nUntil this check passes, the cells below use tlab's own.", file=sys.stderr
+        )
+        return False
     SOLVED[name] = True
     print(f"Correct ({name}): {verified}")
     return True
