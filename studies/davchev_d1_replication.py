@@ -61,7 +61,6 @@ def main() -> None:
             {f"d1_ratio_{source}_{k}": float(ratios[(source, k)].mean()) for source, k in ratios},
             study=STUDY,
             seeds=list(SEEDS),
-            seconds=round(seconds),
         )
         record_claims([claim.as_record()])
         print(f"recorded in {folder}")

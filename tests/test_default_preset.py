@@ -10,7 +10,9 @@ PGD-trained source that, PGD-trained again on the target, beats target-only PGD 
 white-box PGD (D3). Davchev's D1 ordering (a PGD source keeps a larger share of its black-box
 robustness than an FGSM source at every strategy) does *not* show on seed 0 of the default:
 it holds at one strategy of three (notebook 07 prints the per-strategy differences and why a
-single seed cannot decide), so no test asserts it. Wang et al. (09-11): the deep-layer student
+single seed cannot decide), so no test asserts it; notebook 07 quotes beside it the standard
+reference run (5 seeds, inconclusive) and a replication on ten other seeds (holds with 1 layer
+and the last block retrained, inconclusive with all layers; ``tests/test_summaries.py``). Wang et al. (09-11): the deep-layer student
 fooled in at least half of the pairs and success falling from deep to mid to full fine-tuning
 (W1); the fingerprint's Gini below 0.1 for the true teacher only (W3); input dropout taking
 targeted success down faster than clean accuracy (W4); the adaptive attacker winning back a part

@@ -88,3 +88,21 @@ def test_a_claim_with_a_committed_replication_quotes_it_at_every_preset(tmp_path
         assert ten.evidence.effect.describe(percent=True) in first
         assert "Replication" not in second
     reference.replications.cache_clear()
+
+
+def test_notebook_07_quotes_the_committed_d1_replication_beside_its_d1():
+    """The replication (studies/davchev_d1_replication.py) states D1 as notebook 07 does, so its
+    summary finds it; its seeds are disjoint from the standard reference run's."""
+    replicated = {
+        code: found for (code, _), found in reference.replications().items() if code == "D1"
+    }
+    d1 = replicated["D1"]
+    standard = reference.reference_claim("D1", d1["statement"], "standard")
+    assert standard is not None, "the replication no longer states D1 as notebook 07 does"
+    seeds = {s for part in d1["parts"] for s in part["evidence"]["seeds"]}
+    standard_seeds = {s for part in standard["parts"] for s in part["evidence"]["seeds"]}
+    assert len(seeds) == 10 and not seeds & standard_seeds
+    claim = SimpleNamespace(code="D1", statement=d1["statement"], verdict="inconclusive",
+                            measured="m")  # fmt: skip
+    text = verdict_summary([claim], preset="quick", seeds=[0]).data
+    assert "Replication on 10 other seeds (5-14, fixed before it ran" in text
