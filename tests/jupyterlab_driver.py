@@ -55,6 +55,23 @@ ERROR_OUTPUTS_JS = """
       .filter(t => /Traceback|Error:/.test(t) && /\\n.*(Error|Exception)\\b/.test(t))
 """
 
+# Plotly figures drawn wider than the output area that holds them: the right of such a figure is
+# cut off, with no scrollbar (Fig. 5 of notebook 08 was, at a fixed 1,120 px).
+CLIPPED_FIGURES_JS = """
+() => [...document.querySelectorAll('.jp-RenderedPlotly')]
+      .map(f => {
+        const svg = f.querySelector('.main-svg');
+        const area = f.closest('.jp-OutputArea-output') || f;
+        if (!svg) { return null; }
+        const drawn = svg.getBoundingClientRect().width, room = area.clientWidth;
+        const title = f.querySelector('.gtitle');
+        return drawn > room + 1
+          ? `${title ? title.textContent : 'untitled'}: ${Math.round(drawn)} px in ${room} px`
+          : null;
+      })
+      .filter(x => x !== null)
+"""
+
 # A cheap fingerprint of a plotly figure: its title and a hash of its data and layout.
 FIGURE_SIGNATURE_JS = """
 (gd) => {
@@ -210,6 +227,7 @@ class NotebookVisit:
     figures_drawn: int = 0  # of those, the ones plotly has drawn (their SVG is there)
     panels: int = 0
     error_outputs: list[str] = field(default_factory=list)
+    clipped_figures: list[str] = field(default_factory=list)  # wider than their output area
     errors_after_controls: list[str] = field(default_factory=list)
     log_console: str = ""
     dirty_on_open: bool = False
@@ -285,13 +303,15 @@ class LabPage:
                   figures: [...document.querySelectorAll('.jp-RenderedPlotly')]
                              .filter(f => f.querySelector('.main-svg')).length,
                   panels: document.querySelectorAll('.tlab-panel').length,
+                  clipped: (${CLIPPED})(),
                   errors: (${ERRORS})()};
-        }""".replace("${ERRORS}", ERROR_OUTPUTS_JS)
+        }""".replace("${ERRORS}", ERROR_OUTPUTS_JS).replace("${CLIPPED}", CLIPPED_FIGURES_JS)
         )
         visit.code_cells, visit.executed_cells = counts["code"], counts["executed"]
         visit.plotly_outputs, visit.figures_drawn = counts["plotly"], counts["figures"]
         visit.panels = counts["panels"]
         visit.error_outputs = [e[:2000] for e in counts["errors"]]
+        visit.clipped_figures = counts["clipped"]
 
     def log_console_count(self) -> str:
         """The status bar's log console badge ('' when nothing was logged)."""

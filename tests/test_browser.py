@@ -94,6 +94,7 @@ def test_a_student_runs_the_notebook_and_every_control_redraws_its_figure(info, 
     # every plotly output on the page is drawn, the panels' and the ones above them
     assert visit.figures_drawn == visit.plotly_outputs > 0, where
     assert visit.panels > 0, f"every notebook has at least one panel; {where}"
+    assert not visit.clipped_figures, f"figures cut off on the right: {visit.clipped_figures}"
     moved = [c for c in visit.changes if c.action != NOT_MOVABLE]
     assert moved, where
     # every slider also went to its first and last value (eps 0, the largest budget, ...)

@@ -83,10 +83,11 @@ class Panel(widgets.VBox):
             control.style.description_width = "initial"
             control.layout.margin = "2px 28px 2px 0"
         self.output = widgets.Output()
-        self.status = widgets.HTML("")
+        # a line of its own, kept when empty: the figure does not jump when the status shows
+        self.status = widgets.HTML("", layout=widgets.Layout(height="1.6em", margin="0"))
         row = widgets.Layout(display="flex", flex_flow="row wrap", align_items="center")
-        controls = widgets.Box([*self.controls.values(), self.status], layout=row)
-        super().__init__([controls, self.output])
+        controls = widgets.Box(list(self.controls.values()), layout=row)
+        super().__init__([controls, self.status, self.output])
         self.add_class("tlab-panel")
         self.figure = self._draw()
         for control in self.controls.values():

@@ -70,8 +70,7 @@ def defence_tables_figure(
     fig.update_xaxes(side="top", tickangle=0, tickfont_size=10)
     fig.update_layout(
         title=title,
-        height=190 + 28 * rows,
-        width=560 * len(panels),
+        height=190 + 28 * rows,  # no width: the figure fills its output area, whatever it is
         margin=dict(l=10, r=10, t=160, b=10),
     )
     return fig
