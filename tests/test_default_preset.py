@@ -2,22 +2,23 @@
 
 Checked on the committed record of the default run (``tlab/papers/reference_runs/quick/``,
 written by ``python -m tlab run 02 03 ... 11 --preset quick``): the numbers a student sees when
-running the notebooks as they open. Issue 16 sets the thresholds; for Zhang et al. (02-06):
-the source model at least 85 % on its own domain, FT more accurate than Scratch on clean images of
+running the notebooks as they open. Issue 16 sets the thresholds; for Zhang et al. (02-06): the
+source model at least 85 % on its own domain, FT more accurate than Scratch on clean images of
 B, more robust to white-box FGSM at 4/255, and far more fooled by the source model's examples.
 Davchev et al. (07, 08): the black-box substitute at least 70 % accurate on the target, and a
 PGD-trained source that, PGD-trained again on the target, beats target-only PGD training under
 white-box PGD (D3). Davchev's D1 ordering (a PGD source keeps a larger share of its black-box
-robustness than an FGSM source at every strategy) does *not* show on seed 0 of the default:
-it holds at one strategy of three (notebook 07 prints the per-strategy differences and why a
-single seed cannot decide), so no test asserts it; notebook 07 quotes beside it the standard
-reference run (5 seeds, inconclusive) and a replication on ten other seeds (holds with 1 layer
-and the last block retrained, inconclusive with all layers; ``tests/test_summaries.py``). Wang et al. (09-11): the deep-layer student
-fooled in at least half of the pairs and success falling from deep to mid to full fine-tuning
-(W1); the fingerprint's Gini below 0.1 for the true teacher only (W3); input dropout taking
-targeted success down faster than clean accuracy (W4); the adaptive attacker winning back a part
-of it (W6, positive margin). W5 (neuron-distance retraining beats its no-penalty control) does
-not show on seed 0 (both lose the same 15 points of success) and is not asserted.
+robustness than an FGSM source at every strategy) does *not* show on seed 0 of the default: it
+holds at one strategy of three (notebook 07 prints the per-strategy differences and why a single
+seed cannot decide), so no test asserts it; notebook 07 quotes beside it the standard reference
+run (5 seeds, inconclusive) and a replication on ten other seeds (holds with 1 layer and the
+last block retrained, inconclusive with all layers; ``tests/test_summaries.py``). Wang et al.
+(09-11): the deep-layer student fooled in at least half of the pairs and success falling from
+deep to mid to full fine-tuning (W1); the fingerprint's Gini below 0.1 for the true teacher only
+(W3); input dropout taking targeted success down faster than clean accuracy (W4); the adaptive
+attacker winning back a part of it (W6, positive margin). W5 (neuron-distance retraining beats
+its no-penalty control) does not show on seed 0 (both lose the same 15 points of success) and is
+not asserted.
 
 The same checks run on any other run of the default preset, to see whether the effects show on
 this machine too (another CPU trains slightly different models)::

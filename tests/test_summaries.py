@@ -84,7 +84,8 @@ def test_a_claim_with_a_committed_replication_quotes_it_at_every_preset(tmp_path
     for preset in ("quick", "standard"):
         text = verdict_summary([one_seed, other], preset=preset, seeds=[0]).data
         first, second = [line for line in text.splitlines() if line.startswith("- ")]
-        assert "Replication on 10 other seeds (5-14, fixed before it ran; `studies/x.py`, 2026-12-03): holds" in first
+        quoted = "(5-14, fixed before it ran; `studies/x.py`, 2026-12-03): holds"
+        assert f"Replication on 10 other seeds {quoted}" in first
         assert ten.evidence.effect.describe(percent=True) in first
         assert "Replication" not in second
     reference.replications.cache_clear()
