@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -107,11 +109,21 @@ def test_a_thread_count_set_in_a_worker_thread_leaves_the_callers_count_alone():
 
 def test_notebook_threads_and_subprocess_shares_are_set_in_one_place(monkeypatch):
     with dev.torch_threads(2):
-        dev.set_cpu_threads(0)  # 0: torch's default stays
+        monkeypatch.setattr("joblib.cpu_count", lambda: 64)
+        dev.set_cpu_threads(0)  # 0: torch's default stays when the CPUs allow it
         assert torch.get_num_threads() == 2
+        monkeypatch.setattr("joblib.cpu_count", lambda: 1)  # a container granted one CPU
+        dev.set_cpu_threads(0)
+        assert torch.get_num_threads() == 1
+    with dev.torch_threads(2):
         dev.set_cpu_threads(1)
         assert torch.get_num_threads() == 1
     with pytest.raises(TlabError, match="THREADS"):
         dev.set_cpu_threads(-1)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("joblib.cpu_count", lambda: 8)
     assert dev.subprocess_thread_env(2) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+
+
+def test_the_cpus_available_count_the_containers_quota_not_the_hosts_cores():
+    """joblib reads the CPU affinity and the cgroup quota; never more than os.cpu_count()."""
+    assert 1 <= dev.available_cpus() <= (os.cpu_count() or 1)

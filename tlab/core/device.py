@@ -18,6 +18,7 @@ import functools
 import os
 from collections.abc import Iterator
 
+import joblib
 import torch
 
 from tlab.checks import check_choice, check_positive_int
@@ -101,15 +102,26 @@ def autocast_for(device: torch.device) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------
-# CPU threads: every place tlab sets a thread count is one of the four functions below.
+# CPU threads: every place tlab sets a thread count is one of the functions below.
 # ---------------------------------------------------------------------------------------------
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use: its CPU affinity and its container's CPU quota (cgroups),
+    as joblib counts them. A Binder kernel sees every core of its host but is granted about
+    one; torch's default of one thread per visible core then oversubscribes the quota, and
+    OpenMP threads spinning for a core they do not get can make a computation many times
+    slower (seen here: 2-thread processes sharing 2 cores ran 10-25x slower)."""
+    return max(1, int(joblib.cpu_count()))
+
+
 def set_cpu_threads(count: int) -> None:
-    """A notebook's ``THREADS`` parameter: torch's CPU threads for this kernel (0: leave torch's
-    default, every core). One thread can be faster on a busy shared CPU."""
+    """A notebook's ``THREADS`` parameter: torch's CPU threads for this kernel (0: torch's
+    default, capped at :func:`available_cpus`). One thread can be faster on a busy shared CPU."""
     if count:
         torch.set_num_threads(check_positive_int(count, name="THREADS"))
+    else:
+        torch.set_num_threads(min(torch.get_num_threads(), available_cpus()))
 
 
 @contextlib.contextmanager
@@ -135,7 +147,7 @@ def one_thread_per_worker() -> None:
 def subprocess_thread_env(workers: int) -> dict[str, str]:
     """The environment that shares this machine's CPUs among ``workers`` processes: torch reads
     ``OMP_NUM_THREADS`` (and MKL its own variable) when a process starts."""
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    threads = str(max(1, available_cpus() // workers))
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
