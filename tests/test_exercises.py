@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tlab.attacks.fingerprint import GINI_THRESHOLD, gini
 from tlab.attacks.msssim import ms_dssim
 from tlab.core.models import build_model, freeze
 from tlab.defenses.input_dropout import drop_pixels
@@ -105,7 +107,12 @@ def test_reveal(capsys):
         exercises.reveal("q", lambda: "Scratch", "FT", choices=("FT", "Scratch"), measured="m")
         is False
     )
-    with pytest.raises(NotQuite):
+    # an answer outside the choices is said in red and Run All goes on; graded, it fails
+    assert (
+        exercises.reveal("q", lambda: "ft?", "FT", choices=("FT", "Scratch"), measured="m") is None
+    )
+    assert "predict one of ['FT', 'Scratch'], not 'ft?'" in capsys.readouterr().err
+    with rejected("predict one of"):
         exercises.reveal("q", lambda: "ft?", "FT", choices=("FT", "Scratch"), measured="m")
 
 
@@ -191,6 +198,12 @@ def test_freeze_check():
 
     with rejected("stage"):
         ec.check_freeze(off_by_one, small_dtn, [0, 2])
+
+    def no_return(model, k):  # freezes the right stages, forgets `return model`
+        freeze(model, k)
+
+    with rejected("return the model"):  # the cell after it would fail on None
+        ec.check_freeze(no_return, small_dtn, [1])
     assert ec.check_freeze(stub, small_dtn, [1]) is False
 
 
@@ -232,8 +245,26 @@ def test_gradient_norms_check(trained_linear):
         (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
         return grad.flatten(1).norm(dim=1)
 
-    with rejected("reduction"):
+    with rejected("averaging the loss over the batch"):
         ec.check_gradient_norms(averaged, model, x[:8], y[:8])
+
+
+def test_gradient_norms_check_wants_the_model_in_eval_mode():
+    """The check hands the model over in train mode (found by probing: it used to put the model
+    in eval mode itself, so a function that forgot to passed)."""
+    from tlab.core.metrics import input_gradient_norms
+
+    model = small_dtn()
+    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+    assert ec.check_gradient_norms(input_gradient_norms, model, x, y)
+
+    def in_train_mode(model, x, y):
+        x = x.clone().requires_grad_(True)
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+        return torch.autograd.grad(loss, x)[0].flatten(1).norm(dim=1)
+
+    with rejected("eval mode"):
+        ec.check_gradient_norms(in_train_mode, model, x, y)
 
 
 # ---------------------------------------------------------------- adversarial training (07)
@@ -258,6 +289,16 @@ def test_adversarial_loss_check():
         ec.check_adversarial_loss(adversarial_only)
     with rejected("predict"):
         ec.check_adversarial_loss(true_labels)
+
+    def unclamped(model, x, y, eps):  # an FGSM of one's own that forgets [0, 1]
+        x_in = x.clone().requires_grad_(True)
+        predicted = model(x).argmax(1)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_in), predicted), x_in)
+        x_adv = (x + eps * grad.sign()).detach()
+        return (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y)) / 2, x_adv
+
+    with rejected(r"\[0, 1\]"):
+        ec.check_adversarial_loss(unclamped)
     assert ec.check_adversarial_loss(stub) is False
 
 
@@ -296,10 +337,22 @@ def test_mimicry_loss_check(teacher_and_images):
         distance = (teacher.features(x, layer).flatten(1) - target.flatten(1)).norm(dim=1)
         return distance + penalty * (ms_dssim(x, x_source) - budget).square()
 
-    with rejected("DSSIM - P"):
+    def no_penalty(teacher, layer, x, x_source, target, budget, penalty):
+        return (teacher.features(x, layer).flatten(1) - target.flatten(1)).norm(dim=1)
+
+    def detached(teacher, layer, x, x_source, target, budget, penalty):
+        return ec.mimicry_loss(teacher, layer, x.detach(), x_source, target, budget, penalty)
+
+    with rejected("squared excess"):
         ec.check_mimicry_loss(linear_penalty, teacher, layer, sources, targets, budget=0.01)
     with rejected("within the budget"):
         ec.check_mimicry_loss(no_clamp, teacher, layer, sources, targets, budget=0.01)
+    # found by probing (session 15): no penalty at all passed the visible check where DSSIM's
+    # excess was small; a detached x raised autograd's own error instead of a hint
+    with rejected("penalty term"):
+        ec.check_mimicry_loss(no_penalty, teacher, layer, sources, targets, budget=0.01)
+    with rejected("differentiable"):
+        ec.check_mimicry_loss(detached, teacher, layer, sources, targets, budget=0.01)
     assert ec.check_mimicry_loss(stub, teacher, layer, sources, targets, budget=0.01) is False
 
 
@@ -314,6 +367,33 @@ def test_find_teacher_check():
     with rejected("None"):
         ec.check_find_teacher(no_threshold)
     assert ec.check_find_teacher(stub) is False
+
+
+def _teacher_by(score):
+    """A fingerprint test that ranks candidates by ``score(student, images)``, 0.1 cut-off."""
+
+    def find(student, prints):
+        with torch.no_grad():
+            scores = {name: float(score(student, images)) for name, images in prints.items()}
+        best = min(scores, key=scores.__getitem__)
+        return best if scores[best] < GINI_THRESHOLD else None
+
+    return find
+
+
+WRONG_GINI = {  # found by probing the check with plausible mistakes (session 15)
+    "of the logits": lambda s, x: gini(s(x)).mean(),
+    "summed over the images": lambda s, x: gini(s(x).softmax(1)).sum(),
+    "of the first image": lambda s, x: gini(s(x[:1]).softmax(1)).mean(),
+    "of the worst image": lambda s, x: gini(s(x).softmax(1)).max(),
+    "of the mean softmax": lambda s, x: gini(s(x).softmax(1).mean(0)),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_GINI)
+def test_find_teacher_check_rejects_a_gini(name):
+    with rejected("you answer"):
+        ec.check_find_teacher(_teacher_by(WRONG_GINI[name]))
 
 
 # ---------------------------------------------------------------- input dropout (11)
@@ -342,6 +422,13 @@ def test_eot_check(teacher_and_images):
         ec.check_eot_distance(one_mask, teacher, layer, x, target, ratio=0.3)
     with rejected():
         ec.check_eot_distance(summed, teacher, layer, x, target, ratio=0.3)
+
+    def averaged_images(teacher, layer, x, target, ratio, samples):  # what 11 warns against
+        mean = torch.stack([drop_pixels(x, ratio) for _ in range(samples)]).mean(0)
+        return (teacher.features(mean, layer).flatten(1) - target.flatten(1)).norm(dim=1)
+
+    with rejected("a distance of an average"):  # passed the looser check (probe, session 15)
+        ec.check_eot_distance(averaged_images, teacher, layer, x, target, ratio=0.3)
     assert ec.check_eot_distance(stub, teacher, layer, x, target, ratio=0.3) is False
 
 
@@ -359,4 +446,10 @@ def test_mean_difference_check():
         )
     with rejected("Series"):  # one number for the whole table
         ec.check_mean_difference(lambda w, by, a, b: float((w[a] - w[b]).mean()))
+    with rejected("increasing order"):  # in the order the table lists them: the reveal misreads
+        ec.check_mean_difference(
+            lambda w, by, a, b: pd.Series(
+                {n: (w[a] - w[b])[w[by] == n].mean() for n in w[by].unique()}
+            )
+        )
     assert ec.check_mean_difference(stub) is False

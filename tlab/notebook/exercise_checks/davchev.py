@@ -60,6 +60,10 @@ def check_adversarial_loss(
         )
         expect(float((x_adv - x).abs().amax()) <= eps + 1e-6, "x_adv leaves the eps-ball")
         expect(
+            float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1,
+            "x_adv must stay an image: a pixel left [0, 1]",
+        )
+        expect(
             float((x_adv - x).abs().amax()) >= eps - 1e-6, "x_adv is not an FGSM step of size eps"
         )
         with torch.no_grad():
@@ -86,8 +90,9 @@ def check_adversarial_loss(
     return check(
         "adversarial-training loss",
         test,
-        hint="x_adv = attacks.fgsm(model, x, None, eps=eps) crafts with the predicted labels; "
-        "then average F.cross_entropy on the clean and on the adversarial batch, true labels y.",
+        hint="craft the FGSM batch against the model's own predictions, not the true labels "
+        "(Sec. 2.3: no label leaking; tlab's FGSM does that when given no labels); the loss "
+        "averages the clean and the adversarial cross-entropy, both with the true labels.",
     )
 
 

@@ -28,8 +28,9 @@ def check_mean_difference(my_difference: Callable[..., Any], *, seed: int = 0) -
         got = my_difference(wide.copy(), "N_B", "clean_ft0", "clean_scratch")
         expect(isinstance(got, pd.Series), "return a pandas Series indexed by the parameter")
         expect(
-            sorted(got.index.tolist()) == sorted(want),
-            f"one value per n_B {sorted(want)}, got index {got.index.tolist()}",
+            got.index.tolist() == sorted(want),
+            f"one value per n_B, indexed by n_B in increasing order {sorted(want)} (the reveal "
+            f"below reads the Series in that order), got index {got.index.tolist()}",
         )
         for n, value in want.items():
             expect(
@@ -42,6 +43,7 @@ def check_mean_difference(my_difference: Callable[..., Any], *, seed: int = 0) -
     return check(
         "FT's advantage per n_B",
         test,
-        hint="subtract the two columns row by row, then group by the parameter column and take "
-        "the mean (Series.groupby(wide[by]).mean()).",
+        hint="for each point take FT - Scratch; then average those differences over the points "
+        "that share a value of the parameter, with that value as the index (pandas' grouping "
+        "sorts it).",
     )

@@ -38,9 +38,14 @@ def check_freeze(
     changed."""
 
     def one_depth(k: int) -> None:
-        model = build()
-        out = my_freeze(model, k)
-        model = out if isinstance(out, StagedModel) else model
+        out = my_freeze(build(), k)
+        expect(
+            isinstance(out, StagedModel),
+            f"k={k}: return the model (the cells below use what your function returns), "
+            f"not {type(out).__name__}",
+        )
+        assert isinstance(out, StagedModel)
+        model = out
         before = [[p.detach().clone() for p in s.parameters()] for s in model.stages]
         head = [p.detach().clone() for p in model.head.parameters()]
         trainable = [p for p in model.parameters() if p.requires_grad]
@@ -156,19 +161,24 @@ def check_gradient_norms(
         return float(grad.norm())
 
     def test() -> str:
-        model.eval()
-        got = finite_tensor(my_norms(model, x, y), (len(x),), "norms").detach()
+        model.train()  # as a model may arrive; the norms are those of the model in eval mode
+        try:
+            got = finite_tensor(my_norms(model, x, y), (len(x),), "norms").detach()
+        finally:
+            model.eval()
         for i in range(min(len(x), 8)):
             want = own(i)
             expect(
                 abs(float(got[i]) - want) <= 1e-4 * want + 1e-7,
-                f"image {i}: {float(got[i]):.4g}, its own gradient has norm {want:.4g}",
+                f"image {i}: {float(got[i]):.4g}, its own gradient (model in eval mode) has "
+                f"norm {want:.4g}",
             )
         return f"each of {len(x)} norms is that of the image's own loss gradient"
 
     return check(
         "input-gradient norms",
         test,
-        hint="a loss averaged over the batch divides every image's gradient by the batch size: "
-        "sum the per-image losses (reduction='sum') and take the norm per image (flatten(1)).",
+        hint="an image's norm must not depend on the other images of the batch: think about what "
+        "averaging the loss over the batch does to each image's gradient; one norm per image, "
+        "with the model in eval mode (dropout and BatchNorm as at test time).",
     )
