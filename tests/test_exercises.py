@@ -38,8 +38,10 @@ def rejected(match: str = ".*"):
 @pytest.fixture(autouse=True)
 def fresh_registry():
     exercises.SOLVED.clear()
+    exercises.FAILED.clear()
     yield
     exercises.SOLVED.clear()
+    exercises.FAILED.clear()
 
 
 # ---------------------------------------------------------------- helpers
@@ -95,6 +97,9 @@ def test_use_falls_back_until_solved(capsys):
 
     assert exercises.use("ex", mine, tlabs, "thing") is tlabs
     assert "not solved yet: the cells below use tlab's thing" in capsys.readouterr().out
+    exercises.check("ex", lambda: exercises.expect(False, "wrong") or "", hint="h")
+    assert exercises.use("ex", mine, tlabs, "thing") is tlabs
+    assert "'ex' did not pass its check: the cells below use tlab's" in capsys.readouterr().out
     exercises.check("ex", lambda: "ok", hint="h")
     assert exercises.use("ex", mine, tlabs, "thing") is mine
 

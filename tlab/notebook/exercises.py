@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -35,7 +36,12 @@ F = TypeVar("F", bound=Callable[..., object])
 #: Exercise name -> did its last check pass (filled by :func:`check`, read by :func:`use`).
 SOLVED: dict[str, bool] = {}
 
+#: Exercises whose last check found a wrong behaviour (:func:`use` says so).
+FAILED: set[str] = set()
+
 NOT_SOLVED = "not solved yet"
+#: Messages are wrapped at this width: JupyterLab breaks long output lines mid-word.
+LINE_WIDTH = 96
 
 #: Set to ``1`` while grading: an unsolved exercise then fails its check cell.
 GRADING_ENV = "TLAB_GRADING"
@@ -71,21 +77,23 @@ def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
             verified = test()
     except NotImplementedError:
         SOLVED[name] = False
+        FAILED.discard(name)
         if os.environ.get(GRADING_ENV) == "1":
             raise NotQuite(f"{name}: {NOT_SOLVED} (no points while grading)") from None
         print(f"{name}: {NOT_SOLVED}. Write your solution in the cell above and run this again.")
         return False
     except AssertionError as failure:
         SOLVED[name] = False
+        FAILED.add(name)
         message = f"Not quite ({name}): {failure}\nHint: {hint}"
         if os.environ.get(GRADING_ENV) == "1":
             raise NotQuite(message) from None
-        print(
-            f"{message}\nUntil this check passes, the cells below use tlab's own.", file=sys.stderr
-        )
+        lines = [*message.splitlines(), "Until this check passes, the cells below use tlab's."]
+        print("\n".join(textwrap.fill(line, width=LINE_WIDTH) for line in lines), file=sys.stderr)
         return False
     SOLVED[name] = True
-    print(f"Correct ({name}): {verified}")
+    FAILED.discard(name)
+    print(textwrap.fill(f"Correct ({name}): {verified}", width=LINE_WIDTH))
     return True
 
 
@@ -95,7 +103,8 @@ def use(name: str, yours: F, fallback: F, what: str) -> F:
     if SOLVED.get(name):
         print(f"Exercise {name!r} solved: the cells below use your function, not tlab's {what}.")
         return yours
-    print(f"Exercise {name!r} {NOT_SOLVED}: the cells below use tlab's {what}.")
+    state = "did not pass its check" if name in FAILED else NOT_SOLVED
+    print(f"Exercise {name!r} {state}: the cells below use tlab's {what}.")
     return fallback
 
 

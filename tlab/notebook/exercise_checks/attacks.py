@@ -104,8 +104,9 @@ def check_pgd(
         )
         return (
             f"max |x_adv - x| = {moved * 255:.2f}/255 <= eps, pixels in [0, 1], one step moves "
-            f"<= alpha; the margin dropped on {lowered:.0%} of the {len(y)} images; accuracy "
-            f"{left:.0%} under your PGD vs {fgsm_left:.0%} under FGSM"
+            f"<= alpha; the margin dropped on {lowered:.0%} of the {len(y)} images, to a mean "
+            f"of {mine:.2f} under your PGD vs {fgsm_mean:.2f} under FGSM; accuracy {left:.0%} "
+            f"vs {fgsm_left:.0%}"
         )
 
     return check(
