@@ -9,7 +9,6 @@ a tiny model.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from tlab.core import zoo
+from tlab.core.device import available_cpus
 from tlab.errors import TlabError
 from tlab.record import write_json_atomic
 from tlab.runs import cli
@@ -267,7 +267,7 @@ def test_local_sweep_on_two_workers_collects_a_tidy_table(tmp_path):
     # kernels talk over Unix sockets of their own: two workers starting kernels at the same
     # moment can no longer be handed the same TCP port (a failure seen in CI)
     assert {results(out, pid)["extra"]["kernel_transport"] for pid in ids} == {"ipc"}
-    share = str(max(1, (os.cpu_count() or 1) // 2))
+    share = str(max(1, available_cpus() // 2))
     # the 2 workers share the CPUs; dask's MALLOC_TRIM_THRESHOLD_ stays out of the kernels
     assert {json.dumps(results(out, pid)["extra"]["environment"]) for pid in ids} == {
         json.dumps({"OMP_NUM_THREADS": share, "MALLOC_TRIM_THRESHOLD_": None})
@@ -275,7 +275,7 @@ def test_local_sweep_on_two_workers_collects_a_tidy_table(tmp_path):
 
 
 def test_local_kernels_share_the_cpus_and_drop_the_malloc_trim_setting(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr("joblib.cpu_count", lambda: 8)  # the CPUs available (tlab.core.device)
     assert local_kernel_env(2) == {
         "OMP_NUM_THREADS": "4",
         "MKL_NUM_THREADS": "4",

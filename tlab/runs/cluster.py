@@ -4,9 +4,8 @@ or a running scheduler; and the environment a point's kernel gets on a local clu
 from __future__ import annotations
 
 import logging
-import os
 
-from tlab.core.device import subprocess_thread_env
+from tlab.core.device import available_cpus, subprocess_thread_env
 from tlab.errors import TlabError
 
 
@@ -23,7 +22,7 @@ def connect(scheduler: str | None, workers: int | None, n_points: int, timeout: 
                 f"({exc}); start it with `dask scheduler` and check the address, or "
                 "leave out --scheduler to use a local cluster"
             ) from exc
-    size = min(workers or os.cpu_count() or 1, n_points)
+    size = min(workers or available_cpus(), n_points)
     cluster = LocalCluster(
         n_workers=size,
         threads_per_worker=1,
