@@ -12,7 +12,7 @@ from tlab.presets import check_preset
 
 
 def start(preset: str, *, threads: int = 0, device: str = "") -> torch.device:
-    """Check the ``PRESET`` parameter, give torch ``threads`` CPU threads (0: every core), set
+    """Check the ``PRESET`` parameter, give torch ``threads`` CPU threads (0: one per CPU the process may use), set
     up plotly's renderer (JupyterLab, nbviewer and the offline HTML export all draw it) and
     pandas (claims tables show their sentences in full); return the device to compute on
     (``device`` as in :func:`tlab.core.device.pick_device`, "" for the best available).
