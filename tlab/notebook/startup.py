@@ -12,10 +12,10 @@ from tlab.presets import check_preset
 
 
 def start(preset: str, *, threads: int = 0, device: str = "") -> torch.device:
-    """Check the ``PRESET`` parameter, give torch ``threads`` CPU threads (0: one per CPU the process may use), set
-    up plotly's renderer (JupyterLab, nbviewer and the offline HTML export all draw it) and
-    pandas (claims tables show their sentences in full); return the device to compute on
-    (``device`` as in :func:`tlab.core.device.pick_device`, "" for the best available).
+    """Check the ``PRESET`` parameter, give torch ``threads`` CPU threads (0: one per CPU the
+    process may use), set up plotly's renderer (JupyterLab, nbviewer and the offline HTML export
+    all draw it) and pandas (claims tables show their sentences in full); return the device to
+    compute on (``device`` as in :func:`tlab.core.device.pick_device`, "" for the best available).
 
     In a recorded run (``TLAB_RECORD_DIR`` set, :mod:`tlab.record`) it also starts the
     run's record with the preset, so that ``python -m tlab report`` knows which preset made the
