@@ -37,11 +37,9 @@ def rejected(match: str = ".*"):
 
 @pytest.fixture(autouse=True)
 def fresh_registry():
-    exercises.SOLVED.clear()
-    exercises.FAILED.clear()
+    exercises.STATE.clear()
     yield
-    exercises.SOLVED.clear()
-    exercises.FAILED.clear()
+    exercises.STATE.clear()
 
 
 # ---------------------------------------------------------------- helpers
@@ -60,14 +58,14 @@ def test_check_reports_solved_unsolved_and_wrong(capsys):
     assert exercises.check("ex", wrong, hint="look here") is False
     printed = capsys.readouterr()
     assert "Not quite (ex): it is wrong\nHint: look here" in printed.err and not printed.out
-    assert exercises.SOLVED["ex"] is False
+    assert exercises.STATE["ex"] != exercises.SOLVED
 
 
 def test_while_grading_an_unsolved_or_wrong_exercise_fails_its_check(monkeypatch):
     monkeypatch.setenv(exercises.GRADING_ENV, "1")
     with pytest.raises(NotQuite, match="not solved yet"):
         exercises.check("ex", stub, hint="h")
-    assert exercises.SOLVED["ex"] is False
+    assert exercises.STATE["ex"] != exercises.SOLVED
 
     def wrong() -> str:
         exercises.expect(False, "it is wrong")

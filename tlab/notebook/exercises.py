@@ -33,18 +33,22 @@ import torch
 
 F = TypeVar("F", bound=Callable[..., object])
 
-#: Exercise name -> did its last check pass (filled by :func:`check`, read by :func:`use`).
-SOLVED: dict[str, bool] = {}
-
-#: Exercises whose last check found a wrong behaviour (:func:`use` says so).
-FAILED: set[str] = set()
-
 NOT_SOLVED = "not solved yet"
+SOLVED = "solved"
+WRONG = "did not pass its check"
+#: Exercise name -> how its last check went: :data:`SOLVED`, :data:`NOT_SOLVED` or
+#: :data:`WRONG` (filled by :func:`check`, read by :func:`use`).
+STATE: dict[str, str] = {}
 #: Messages are wrapped at this width: JupyterLab breaks long output lines mid-word.
 LINE_WIDTH = 96
 
 #: Set to ``1`` while grading: an unsolved exercise then fails its check cell.
 GRADING_ENV = "TLAB_GRADING"
+
+
+def grading() -> bool:
+    """Whether this kernel is being graded (:data:`GRADING_ENV` set to ``1``)."""
+    return os.environ.get(GRADING_ENV) == "1"
 
 
 class NotQuite(AssertionError):
@@ -76,23 +80,20 @@ def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
         with torch.random.fork_rng():  # a check's random draws leave the notebook's seeds alone
             verified = test()
     except NotImplementedError:
-        SOLVED[name] = False
-        FAILED.discard(name)
-        if os.environ.get(GRADING_ENV) == "1":
+        STATE[name] = NOT_SOLVED
+        if grading():
             raise NotQuite(f"{name}: {NOT_SOLVED} (no points while grading)") from None
         print(f"{name}: {NOT_SOLVED}. Write your solution in the cell above and run this again.")
         return False
     except AssertionError as failure:
-        SOLVED[name] = False
-        FAILED.add(name)
+        STATE[name] = WRONG
         message = f"Not quite ({name}): {failure}\nHint: {hint}"
-        if os.environ.get(GRADING_ENV) == "1":
+        if grading():
             raise NotQuite(message) from None
         lines = [*message.splitlines(), "Until this check passes, the cells below use tlab's."]
         print("\n".join(textwrap.fill(line, width=LINE_WIDTH) for line in lines), file=sys.stderr)
         return False
-    SOLVED[name] = True
-    FAILED.discard(name)
+    STATE[name] = SOLVED
     print(textwrap.fill(f"Correct ({name}): {verified}", width=LINE_WIDTH))
     return True
 
@@ -100,10 +101,10 @@ def check(name: str, test: Callable[[], str], *, hint: str) -> bool:
 def use(name: str, yours: F, fallback: F, what: str) -> F:
     """The student's function for the cells below if exercise ``name`` passed its check, else
     ``fallback`` (tlab's ``what``), saying which one the cells use."""
-    if SOLVED.get(name):
+    state = STATE.get(name, NOT_SOLVED)
+    if state == SOLVED:
         print(f"Exercise {name!r} solved: the cells below use your function, not tlab's {what}.")
         return yours
-    state = "did not pass its check" if name in FAILED else NOT_SOLVED
     print(f"Exercise {name!r} {state}: the cells below use tlab's {what}.")
     return fallback
 
@@ -132,7 +133,7 @@ def reveal(
         return None
     if guess not in choices:
         problem = f"{name}: predict one of {list(choices)}, not {guess!r}"
-        if os.environ.get(GRADING_ENV) == "1":
+        if grading():
             raise NotQuite(problem)
         print(f"{problem}. This run says {answer!r}: {measured}.", file=sys.stderr)
         return None

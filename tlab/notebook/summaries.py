@@ -52,13 +52,7 @@ def reference_sentence(claim: Claim) -> str:
 def replication_sentence(replicated: dict) -> str:
     """What a committed replication (:func:`tlab.papers.reference.replications`) recorded for
     the claim: its seeds, study script, date, verdict and effects."""
-    seeds = sorted(
-        {
-            seed
-            for part in [replicated, *(replicated.get("parts") or [])]
-            for seed in (part.get("evidence") or {}).get("seeds", [])
-        }
-    )
+    seeds = sorted({seed for evidence in _evidences(replicated) for seed in evidence["seeds"]})
     return (
         f"*Replication on {len(seeds)} other seeds ({seeds[0]}-{seeds[-1]}, fixed before it ran; "
         f"`{replicated['study']}`, {replicated['recorded_at']}): {replicated['verdict']}, "
@@ -66,14 +60,16 @@ def replication_sentence(replicated: dict) -> str:
     )
 
 
+def _evidences(recorded: dict) -> list[dict]:
+    """A recorded claim's evidence and its parts' (D1: one part per strategy), where present."""
+    parts = [recorded, *(recorded.get("parts") or [])]
+    return [part["evidence"] for part in parts if part.get("evidence")]
+
+
 def _seed_count(recorded: dict) -> str:
     """How many seeds a recorded claim rests on: its own evidence's n, or, for a claim made of
-    parts (D1: one part per strategy), the parts' n ("5", or "3-5" if they differ)."""
-    counts = {
-        part["evidence"]["n"]
-        for part in [recorded, *(recorded.get("parts") or [])]
-        if (part.get("evidence") or {}).get("n") is not None
-    }
+    parts, the parts' n ("5", or "3-5" if they differ)."""
+    counts = {e["n"] for e in _evidences(recorded) if e.get("n") is not None}
     if not counts:
         return "?"
     low, high = min(counts), max(counts)

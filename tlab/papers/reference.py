@@ -25,17 +25,25 @@ REFERENCE_RUNS = Path(__file__).resolve().parent / "reference_runs"
 REPLICATIONS = REFERENCE_RUNS / "replications"
 
 
+def _recorded_claims(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every claim of the complete records in ``folder``'s subfolders, by (code, statement),
+    each with its run's date as ``recorded_at`` and, if the record names it, its ``study``."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(folder.glob(f"*/{RECORD_FILE}")):
+        data = read_complete(path) or {}
+        about = {"recorded_at": str(data.get("recorded_at") or "")[:10]}
+        if "study" in data.get("extra", {}):
+            about["study"] = data["extra"]["study"]
+        for claim in data.get("claims", []):
+            found[(claim["code"], claim["statement"])] = {**claim, **about}
+    return found
+
+
 @cache
 def reference_claims(preset: str) -> dict[tuple[str, str], dict[str, Any]]:
     """Every claim recorded in the ``preset`` reference runs, by (code, statement), each with
     the date of its run as ``recorded_at``."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted((REFERENCE_RUNS / preset).glob(f"*/{RECORD_FILE}")):
-        data = read_complete(path) or {}
-        date = str(data.get("recorded_at") or "")[:10]
-        for claim in data.get("claims", []):
-            found[(claim["code"], claim["statement"])] = {**claim, "recorded_at": date}
-    return found
+    return _recorded_claims(REFERENCE_RUNS / preset)
 
 
 def reference_claim(code: str, statement: str, preset: str = "standard") -> dict[str, Any] | None:
@@ -47,18 +55,7 @@ def reference_claim(code: str, statement: str, preset: str = "standard") -> dict
 def replications() -> dict[tuple[str, str], dict[str, Any]]:
     """Every claim of the committed replications (:data:`REPLICATIONS`) by (code, statement),
     each with its run's ``recorded_at`` date and ``study`` script."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(REPLICATIONS.glob(f"*/{RECORD_FILE}")):
-        data = read_complete(path) or {}
-        date = str(data.get("recorded_at") or "")[:10]
-        for claim in data.get("claims", []):
-            study = data["extra"]["study"]
-            found[(claim["code"], claim["statement"])] = {
-                **claim,
-                "recorded_at": date,
-                "study": study,
-            }
-    return found
+    return _recorded_claims(REPLICATIONS)
 
 
 def describe_effect(evidence: Mapping[str, Any] | None) -> str:
