@@ -234,6 +234,17 @@ def test_gamma_check():
     assert ec.check_gamma(stub) is False
 
 
+def test_gamma_check_rejects_writing_into_its_inputs():
+    """Found by probing: NaN written into the caller's a_w gave the right gamma and passed."""
+
+    def in_place(a_b, a_w):
+        a_w[a_w == 0] = np.nan
+        return (a_b - a_w) / a_w
+
+    with rejected("changed the accuracies it was given"):
+        ec.check_gamma(in_place)
+
+
 # ---------------------------------------------------------------- gradient norms (06)
 
 
@@ -304,6 +315,26 @@ def test_adversarial_loss_check():
         ec.check_adversarial_loss(unclamped)
     assert ec.check_adversarial_loss(stub) is False
 
+    def own_fgsm(model, x, y, eps):  # written by hand, mean-reduced loss: a correct answer
+        x_adv = unclamped(model, x, y, eps)[1].clamp(0, 1)
+        return (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y)) / 2, x_adv
+
+    assert ec.check_adversarial_loss(own_fgsm)
+
+
+@pytest.mark.parametrize("eps", [8 / 255, 8 / 255 / 3])  # the visible and the hidden check
+@pytest.mark.parametrize("random_start", [False, True])
+def test_adversarial_loss_check_rejects_pgd_in_place_of_fgsm(eps, random_start):
+    from tlab.attacks import pgd
+
+    def with_pgd(model, x, y, eps):
+        x_adv = pgd(model, x, None, eps=eps, alpha=eps / 4, steps=7, random_start=random_start)
+        return (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y)) / 2, x_adv
+
+    with rejected("ONE signed-gradient step"):
+        ec.check_adversarial_loss(with_pgd, eps=eps)
+    assert ec.check_adversarial_loss(ec.davchev_loss, eps=eps)
+
 
 # ---------------------------------------------------------------- normalisation (08)
 
@@ -314,6 +345,16 @@ def test_normalise_check():
     assert ec.check_normalise(minmax_normalise_columns)
     with rejected():
         ec.check_normalise(lambda v: (v - v.min()) / (v.max() - v.min()))  # whole table
+
+
+    def in_place(table):
+        spread = table.max(0) - table.min(0)
+        table -= table.min(0)
+        table /= np.where(spread > 0, spread, 1)
+        return table
+
+    with rejected("changed the table it was given"):
+        ec.check_normalise(in_place)
 
 
 # ---------------------------------------------------------------- mimicry (09), fingerprint (10)
@@ -456,3 +497,20 @@ def test_mean_difference_check():
             )
         )
     assert ec.check_mean_difference(stub) is False
+
+
+@pytest.mark.parametrize("seed", [0, 1])  # the visible and the hidden check
+def test_mean_difference_check_rejects_the_run_s_column_names_typed_in(seed):
+    """Found by probing: the made-up table used the run's column names, so an answer that
+    ignored its arguments passed."""
+
+    def typed_in(wide, by, better, worse):
+        return (wide["clean_ft0"] - wide["clean_scratch"]).groupby(wide["N_B"]).mean()
+
+    def by_position(wide, by, better, worse):
+        return (wide.iloc[:, 1] - wide.iloc[:, 2]).groupby(wide.iloc[:, 0]).mean()
+
+    with rejected("read the column names from the arguments"):
+        ec.check_mean_difference(typed_in, seed=seed)
+    with rejected():
+        ec.check_mean_difference(by_position, seed=seed)

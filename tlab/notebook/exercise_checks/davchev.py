@@ -27,16 +27,38 @@ def davchev_loss(
     return loss, x_adv
 
 
-class _Linear(nn.Module):
-    """A tiny linear classifier on 3x8x8 images, for checks that need exact losses."""
+class _TinyMLP(nn.Module):
+    """A small non-linear classifier on 3x8x8 images, for checks that need exact losses and
+    gradients. Non-linear on purpose: on a linear model several PGD steps land (nearly) where
+    one FGSM step does, so a PGD answer to an FGSM exercise would pass."""
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.fc = nn.Linear(3 * 8 * 8, 4)
+        self.hidden = nn.Linear(3 * 8 * 8, 32)
+        self.fc = nn.Linear(32, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.flatten(1))
+        return self.fc(torch.tanh(self.hidden(x.flatten(1))))
+
+
+#: Gradient entries smaller than this fraction of their image's largest are left out of the
+#: "one FGSM step" test: their sign may differ with the order of float operations.
+TINY_GRADIENT = 1e-6
+
+
+def _fgsm_step_mismatches(
+    model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, eps: float, labels: torch.Tensor
+) -> int:
+    """Pixels (with a non-negligible gradient) where ``x_adv`` is not one signed-gradient step of
+    size eps from ``x`` on the loss at ``labels``, clipped to [0, 1] (Goodfellow et al.'s FGSM,
+    as Davchev et al. 2019, Sec. 2.2 use it)."""
+    x_in = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(x_in), labels, reduction="sum"), x_in)
+    step = (x + eps * grad.sign()).clamp(0, 1)
+    largest = grad.abs().flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)
+    clear = grad.abs() >= TINY_GRADIENT * largest
+    return int(((x_adv.detach() - step).abs() > 1e-6)[clear].sum())
 
 
 def check_adversarial_loss(
@@ -47,9 +69,9 @@ def check_adversarial_loss(
     differentiable down to the weights."""
 
     def test() -> str:
-        model = _Linear()
+        model = _TinyMLP()
         generator = torch.Generator().manual_seed(1)
-        x = torch.rand((16, 3, 8, 8), generator=generator)
+        x = torch.rand((32, 3, 8, 8), generator=generator)
         with torch.no_grad():
             predicted = model(x).argmax(1)
         y = (predicted + 1) % 4  # labels that disagree with the model
@@ -71,6 +93,12 @@ def check_adversarial_loss(
             away = F.cross_entropy(model(x_adv), predicted) > F.cross_entropy(model(x), predicted)
         expect(
             bool(away), "x_adv must push away from the model's own prediction (predicted labels)"
+        )
+        off = _fgsm_step_mismatches(model, x, x_adv, eps, predicted)
+        expect(
+            off == 0,
+            f"x_adv is not ONE signed-gradient step of size eps from x: {off} pixels differ from "
+            "it (several steps, as PGD takes, or a random start move them elsewhere)",
         )
         expect(
             abs(float(loss.detach()) - float(clean + adv) / 2) < 1e-5,
@@ -102,7 +130,13 @@ def check_normalise(my_normalise: Callable[[np.ndarray], np.ndarray], *, seed: i
     table = np.column_stack([rng.uniform(0.2, 0.9, 5), [0.3] * 5, rng.uniform(0, 0.1, 5)])
 
     def test() -> str:
-        got = np.asarray(my_normalise(table.copy()), dtype=float)
+        given = table.copy()
+        got = np.asarray(my_normalise(given), dtype=float)
+        expect(
+            np.array_equal(given, table),
+            "your function changed the table it was given (in the notebook that is the run's "
+            "robustness table): return a new array, leave the input as it is",
+        )
         expect(got.shape == table.shape, "one value per cell")
         for j in (0, 2):
             col = table[:, j]

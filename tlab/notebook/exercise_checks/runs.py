@@ -11,21 +11,40 @@ import pandas as pd
 from tlab.notebook.exercises import check, expect
 
 
+#: Column names of the made-up tables, (by, better, worse) per seed: never the names of the
+#: notebook's own table, so an answer that types those in instead of using its arguments fails.
+_MADE_UP_COLUMNS = [("size", "acc_ft", "acc_scratch"), ("n_target", "ft_clean", "scratch_clean")]
+
+
 def check_mean_difference(my_difference: Callable[..., Any], *, seed: int = 0) -> bool:
     """FT's advantage over Scratch per n_B, on a made-up wide table with several seeds per n_B
-    in shuffled order: the mean over points of (FT - Scratch) for each n_B, indexed by n_B."""
+    in shuffled order, columns named differently from the run's and one more column beside them:
+    the mean over points of (FT - Scratch) for each n_B, indexed by n_B."""
     rng = np.random.default_rng(seed)
+    by, better, worse = _MADE_UP_COLUMNS[seed % len(_MADE_UP_COLUMNS)]
     sizes = np.repeat([50, 100, 500], 3)
     ft = rng.uniform(0.5, 0.9, len(sizes))
     scratch = ft - rng.uniform(-0.05, 0.3, len(sizes))
     order = rng.permutation(len(sizes))
     wide = pd.DataFrame(
-        {"N_B": sizes[order], "clean_ft0": ft[order], "clean_scratch": scratch[order]}
+        {
+            "seed": np.tile([0, 1, 2], 3)[order],
+            worse: scratch[order],
+            by: sizes[order],
+            better: ft[order],
+        }
     )
     want = {n: float(np.mean(ft[sizes == n] - scratch[sizes == n])) for n in (50, 100, 500)}
 
     def test() -> str:
-        got = my_difference(wide.copy(), "N_B", "clean_ft0", "clean_scratch")
+        try:
+            got = my_difference(wide.copy(), by, better, worse)
+        except KeyError as missing:
+            expect(
+                False,
+                f"no column {missing} in the check's table (its columns: {list(wide.columns)}): "
+                "read the column names from the arguments by, better, worse",
+            )
         expect(isinstance(got, pd.Series), "return a pandas Series indexed by the parameter")
         expect(
             got.index.tolist() == sorted(want),
@@ -38,7 +57,10 @@ def check_mean_difference(my_difference: Callable[..., Any], *, seed: int = 0) -
                 f"n_B = {n}: {float(got[n]):+.4f}, but the mean of FT - Scratch over its "
                 f"{int((sizes == n).sum())} points is {value:+.4f}",
             )
-        return f"the mean of FT - Scratch per n_B on {len(wide)} made-up points"
+        return (
+            f"the mean of FT - Scratch per n_B on {len(wide)} made-up points "
+            f"(columns {by!r}, {better!r}, {worse!r})"
+        )
 
     return check(
         "FT's advantage per n_B",

@@ -124,7 +124,13 @@ def check_gamma(my_gamma: Callable[[Any, Any], Any], *, seed: int = 0) -> bool:
     a_w = np.concatenate([[0.4, 0.25, 0.9, 0.0], rng.uniform(0.05, 1, 6)])
 
     def test() -> str:
-        got = np.asarray(my_gamma(a_b, a_w), dtype=float)
+        given_b, given_w = a_b.copy(), a_w.copy()
+        got = np.asarray(my_gamma(given_b, given_w), dtype=float)
+        expect(
+            np.array_equal(given_b, a_b) and np.array_equal(given_w, a_w),
+            "your function changed the accuracies it was given (in the notebook that is the "
+            "run's own table): compute on new arrays, leave the inputs as they are",
+        )
         expect(got.shape == a_b.shape, f"one gamma per pair of accuracies, shape {a_b.shape}")
         want = _gamma_definition(a_b, a_w)
         expect(
