@@ -346,7 +346,6 @@ def test_normalise_check():
     with rejected():
         ec.check_normalise(lambda v: (v - v.min()) / (v.max() - v.min()))  # whole table
 
-
     def in_place(table):
         spread = table.max(0) - table.min(0)
         table -= table.min(0)

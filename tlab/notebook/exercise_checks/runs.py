@@ -10,7 +10,6 @@ import pandas as pd
 
 from tlab.notebook.exercises import check, expect
 
-
 #: Column names of the made-up tables, (by, better, worse) per seed: never the names of the
 #: notebook's own table, so an answer that types those in instead of using its arguments fails.
 _MADE_UP_COLUMNS = [("size", "acc_ft", "acc_scratch"), ("n_target", "ft_clean", "scratch_clean")]
