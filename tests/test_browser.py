@@ -7,7 +7,8 @@ control of every panel and check that the figure under it changes within 2 s and
 lands in JupyterLab's Log Console; then take every slider to its first and last value (eps 0,
 the largest budget) and check that no panel shows an error. The HTML export (``python -m tlab
 run``) is opened from disk with every non-file request aborted: figures and typeset math must
-render and no request may be attempted.
+render and no request may be attempted. A student copy with a wrong answer is run too: the
+check must say so in red, without a traceback, and Run All must go on to the end.
 
 These tests run last (``conftest.py``), on the data folder the papermill tests warmed. Without
 Chromium they skip with one line; in CI (``CI=true``) a missing browser is a failure.
@@ -25,8 +26,11 @@ import nbformat
 import pytest
 from jupyterlab_driver import (
     NOT_MOVABLE,
+    ROOT,
     LabPage,
     LabServer,
+    NotebookVisit,
+    at_test_preset,
     chromium_path,
     launch_chromium,
     visit_notebook,
@@ -34,6 +38,7 @@ from jupyterlab_driver import (
 
 from tlab.runs import cli
 from tlab.runs.catalog import available_notebooks
+from tlab.runs.student import student_copy
 
 pytestmark = pytest.mark.browser
 
@@ -118,6 +123,53 @@ def test_the_checks_catch_a_panel_whose_figure_never_redraws(lab):
     assert visit.executed_cells == visit.code_cells == 1 and visit.panels == 1
     assert moved and not any(c.changed for c in moved), visit.changes
     assert visit.log_console not in ("", "0"), "the Log Console badge was not seen"
+
+
+#: A wrong gamma a student may write (found by probing the check): it writes NaN into the
+#: accuracies it is given, the notebook's own table, and its result alone is right.
+GAMMA_THAT_WRITES_INTO_ITS_INPUT = """def my_gamma(a_b, a_w):
+    a_w[a_w == 0] = float("nan")
+    return (a_b - a_w) / a_w
+"""
+
+STDERR_JS = """() => [...document.querySelectorAll(
+    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+  .map(e => ({text: e.textContent, background: getComputedStyle(e).backgroundColor}))"""
+
+
+def test_a_student_s_wrong_answer_is_said_in_red_and_run_all_goes_on(lab, lab_server):
+    """A student copy of 04 (``python -m tlab student``) with a wrong gamma, Run All in
+    JupyterLab: the check says what is wrong in a red output with its hint and no traceback,
+    the cells below run to the end on tlab's gamma and say so."""
+    name = "student_04_wrong_gamma"
+    solved = nbformat.read(ROOT / "notebooks" / "04_blackbox_from_the_source.ipynb", as_version=4)
+    notebook = student_copy(solved)
+    exercise = next(c for c in notebook.cells if c.source.startswith("def my_gamma"))
+    exercise.source = GAMMA_THAT_WRITES_INTO_ITS_INPUT
+    path = lab_server.root / "notebooks" / f"{name}.ipynb"
+    nbformat.write(notebook, path)
+    at_test_preset(path)
+    visit = NotebookVisit(name)
+    lab.open(name, visit)
+    lab.run_all(visit, timeout_s=600)
+    printed = lab.page.evaluate(STDERR_JS)
+    message = lab.page.locator(".jp-OutputArea-output", has_text="Not quite")
+    if message.count():
+        message.first.scroll_into_view_if_needed()
+        lab.page.wait_for_timeout(1500)  # JupyterLab draws the cells scrolled into view
+    lab.screenshot(visit, "wrong-answer")
+    # textContent, not innerText: JupyterLab skips rendering the cells out of view
+    page_text = lab.page.evaluate("() => document.querySelector('.jp-NotebookPanel').textContent")
+    lab_server.shutdown_kernels()
+    where = f"screenshot: {visit.screenshots[-1]}"
+    assert visit.executed_cells == visit.code_cells > 0, where
+    assert not visit.error_outputs, f"{visit.error_outputs[0][-1500:]}\n{where}"
+    said = [p for p in printed if "Not quite (gamma)" in p["text"]]
+    assert said, f"no 'Not quite' output: {printed}; {where}"
+    assert "changed the accuracies it was given" in said[0]["text"], said
+    assert "Hint:" in said[0]["text"] and "Traceback" not in said[0]["text"], said
+    assert said[0]["background"] not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)"), said
+    assert "Exercise 'gamma' did not pass its check: the cells below use tlab's" in page_text
 
 
 @pytest.fixture(scope="module")
