@@ -26,10 +26,11 @@ this machine too (another CPU trains slightly different models)::
     python -m tlab run 02 03 04 07 08 09 10 11 --preset quick --out /tmp/run
     TLAB_DEFAULT_RECORDS=/tmp/run/records pytest tests/test_default_preset.py
 
-On a 2-core Intel Xeon with AMX (sessions 13 and 14; the committed records come from an AMD EPYC,
-but 05's, which no check here reads) every check passed but W3's: the largest diagonal Gini was
-0.118 both times, which is that deep student's bias-only Gini, so the fixed cut-off of 0.1 cannot
-be reached there (docs/lecturer.md, class 3).
+On a 2-core Intel Xeon with AMX (sessions 13 to 16, with torch's CUDA build and, in session 16,
+its CPU build too: the same recorded numbers bit for bit; the committed records come from an AMD
+EPYC, but 05's, which no check here reads) every check passed but W3's: the largest diagonal Gini
+was 0.118 every time, which is that deep student's bias-only Gini, so the fixed cut-off of 0.1
+cannot be reached there (docs/lecturer.md, class 3).
 """
 
 from __future__ import annotations
