@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlab.notebook.exercises import check, expect
+from tlab.notebook.exercises import NotQuite, check, expect
 
 #: Column names of the made-up tables, (by, better, worse) per seed: never the names of the
 #: notebook's own table, so an answer that types those in instead of using its arguments fails.
@@ -39,11 +39,10 @@ def check_mean_difference(my_difference: Callable[..., Any], *, seed: int = 0) -
         try:
             got = my_difference(wide.copy(), by, better, worse)
         except KeyError as missing:
-            expect(
-                False,
+            raise NotQuite(
                 f"no column {missing} in the check's table (its columns: {list(wide.columns)}): "
-                "read the column names from the arguments by, better, worse",
-            )
+                "read the column names from the arguments by, better, worse"
+            ) from None
         expect(isinstance(got, pd.Series), "return a pandas Series indexed by the parameter")
         expect(
             got.index.tolist() == sorted(want),
