@@ -122,3 +122,11 @@ def test_prepare_domains_only_stops_before_the_notebooks(tlab_data, capsys):
     assert cli.main(["prepare", "--preset", "smoke", "--domains-only"]) == 0
     assert "notebook 00 model ready" in capsys.readouterr().out
     assert not (tlab_data / "results").exists()
+
+
+def test_the_notebook_runner_starts_without_torch():
+    """`python -m tlab run` executes notebooks in kernels; its own process never needs torch,
+    whose import costs it over a second per notebook (the kernel imports torch anyway)."""
+    code = "import sys, tlab.runs.runner; print(sorted(m for m in sys.modules if m == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import tlab
-from tlab.cache import atomic_write
 from tlab.errors import TlabError
+from tlab.safe_files import atomic_write
 
 #: Environment variable naming the folder a notebook records into (set by the sweep).
 RECORD_DIR_ENV = "TLAB_RECORD_DIR"
@@ -62,7 +62,7 @@ _VERSIONED = ("torch", "torchvision", "numpy", "papermill", "dask", "distributed
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (:func:`tlab.cache.atomic_write`): an interruption
+    """Write ``data`` as JSON atomically (:func:`tlab.safe_files.atomic_write`): an interruption
     leaves ``path`` as it was."""
     atomic_write(path, json.dumps(data, indent=2, default=str).encode())
 

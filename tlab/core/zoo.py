@@ -39,7 +39,6 @@ import safetensors.torch
 import torch
 
 import tlab
-from tlab.cache import atomic_write, entry_lock, recipe_hash
 from tlab.checks import check_choice
 from tlab.core.data import Domain, load_domain
 from tlab.core.device import pick_device, precision_name
@@ -49,6 +48,7 @@ from tlab.core.tensorsets import class_balanced_subset, train_val_split
 from tlab.core.train import STRATEGIES, TrainConfig, fit, prepare_model
 from tlab.errors import CorruptZooEntryError, TlabError
 from tlab.paths import subdir
+from tlab.safe_files import atomic_write, entry_lock, recipe_hash
 
 #: Bumped whenever training changes in a way a spec cannot see (2: early-stopping tie-break on
 #: validation loss; 3: adversarial crafting under the training autocast), so models trained by

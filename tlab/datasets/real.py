@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from tlab import paths
-from tlab.cache import recipe_hash
 from tlab.datasets import readers, synthetic
 from tlab.datasets.network import network_problem
 from tlab.datasets.split_cache import cached_entry
 from tlab.errors import DatasetUnavailableError
+from tlab.safe_files import recipe_hash
 
 Split = tuple[torch.Tensor, torch.Tensor]
 

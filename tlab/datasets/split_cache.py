@@ -1,7 +1,7 @@
 """The on-disk cache of a domain's train/test tensors, shared by generated and real datasets.
 
 A cache entry is one safetensors file (a format that cannot run code on load) holding named
-tensors and string metadata, written atomically (:func:`tlab.cache.atomic_write`) under a
+tensors and string metadata, written atomically (:func:`tlab.safe_files.atomic_write`) under a
 per-entry lock and checked against a content digest when read. The embedded domains cache what
 they generate (:mod:`tlab.datasets.synthetic`, ``data/embedded/``); the real datasets cache what
 torchvision read and converted to 32x32 (:mod:`tlab.datasets.real`, ``data/converted/``), so
@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from tlab.cache import atomic_write, entry_lock
+from tlab.safe_files import atomic_write, entry_lock
 
 
 def digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from tlab import paths
-from tlab.cache import recipe_hash
 from tlab.datasets.split_cache import cached_entry
+from tlab.safe_files import recipe_hash
 
 GENERATOR_VERSION = 1
 
