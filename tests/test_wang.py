@@ -369,3 +369,30 @@ def test_below_k_table_attacks_every_layer_of_the_retrained_and_original_student
     assert wang.below_k_table(lab, "deep", attack, 0.5, n_pairs=3, epochs=1) == rows
     with pytest.raises(TlabError, match="> 0"):
         wang.below_k_table(lab, "deep", attack, 0.0, n_pairs=3)
+
+
+def test_below_k_reuses_the_retraining_of_fig_8s_curve_at_the_same_threshold(
+    oracle, tlab_data, monkeypatch
+):
+    lab = tiny_lab()
+    oracle.labels = lab.domain.test.labels
+    for e in lab.students.values():
+        e.meta["spec"] = {"n": None, "subset_seed": 0}
+    attack = wang.MimicrySettings(layer=3, budget=0.01, steps=3)
+    retrainings = []
+    retrain = wang.defending.neuron_distance_retrain
+    monkeypatch.setattr(
+        wang.defending,
+        "neuron_distance_retrain",
+        lambda *a, **k: retrainings.append(k["threshold"]) or retrain(*a, **k),
+    )
+    curve = wang.neuron_distance_table(
+        lab, "deep", attack, [0.0, 0.5], n_pairs=3, epochs=1, n_prints=1, fingerprint_steps=2
+    )
+    assert len(retrainings) == 1  # threshold 0 is the student as it is
+    rows = wang.below_k_table(lab, "deep", attack, 0.5, n_pairs=3, epochs=1)
+    assert len(retrainings) == 1  # the same retrained weights, read back
+    at_k = next(r for r in rows if r["layer"] == 3)
+    assert at_k["success"] == curve[1]["success"]  # same images, same retrained student
+    wang.below_k_table(lab, "deep", attack, 0.4, n_pairs=3, epochs=1)
+    assert len(retrainings) == 2  # another threshold is another retraining
