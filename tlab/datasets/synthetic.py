@@ -259,12 +259,15 @@ def render_glyphs(
     return out, labels.to(torch.int64)
 
 
+@functools.cache
 def sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 handwritten digits as uint8 (1797, 3, 32, 32) and labels.
 
     The 8x8 originals (16 grey levels, 0 = background, 16 = ink, so light strokes on black as in
     MNIST) are scaled to 0..255 and upsampled x4 with bilinear interpolation
-    (``align_corners=False``), then the grey channel is repeated three times.
+    (``align_corners=False``), then the grey channel is repeated three times. Built once per
+    process (reading sklearn's file and upsampling cost 14 ms, and a Wang or Davchev notebook
+    loads the domain dozens of times); callers share the tensors and must not modify them.
     """
     from sklearn.datasets import load_digits
 
