@@ -146,6 +146,25 @@ def test_a_warm_evaluation_loads_no_model(tiny_lab, monkeypatch):
     assert tiny_lab.evaluate("CommonInit", seed=0) == first
 
 
+def test_a_model_scored_against_another_source_is_not_attacked_white_box_again(
+    tiny_lab, monkeypatch
+):
+    """Scratch never saw A, so notebook 05's n_A and source ablations score the same Scratch
+    model against other sources: its clean and white-box numbers and gradient norms are reused,
+    only the black-box columns are new."""
+    first = tiny_lab.evaluate("Scratch", seed=0)
+    other = zhang.Lab(tiny_lab.setup.with_(n_a=200), device="cpu")
+    assert other.setup.spec("Scratch", 0).key() == tiny_lab.setup.spec("Scratch", 0).key()
+    assert other.setup.attacker("Scratch", 0).key() != tiny_lab.setup.attacker("Scratch", 0).key()
+    monkeypatch.setattr(
+        zhang.lab, "fgsm_budgets", lambda *a, **k: pytest.fail("attacked white-box again")
+    )
+    row = other.evaluate("Scratch", seed=0)
+    for key in ("clean", "correct", "wb", "wb_fooled", "grad_norms"):
+        assert row[key] == first[key], key
+    assert len(row["bb"]) == len(first["bb"])
+
+
 def test_claims_verdicts_follow_the_measured_numbers(tiny_lab):
     claims = zhang.claims(tiny_lab)
     codes = [c.code for c in claims]
