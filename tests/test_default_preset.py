@@ -9,10 +9,12 @@ Davchev et al. (07, 08): the black-box substitute at least 70 % accurate on the 
 PGD-trained source that, PGD-trained again on the target, beats target-only PGD training under
 white-box PGD (D3). Davchev's D1 ordering (a PGD source keeps a larger share of its black-box
 robustness than an FGSM source at every strategy) does *not* show on seed 0 of the default: it
-holds at one strategy of three (notebook 07 prints the per-strategy differences and why a single
-seed cannot decide), so no test asserts it; notebook 07 quotes beside it the standard reference
-run (5 seeds, inconclusive) and a replication on ten other seeds (holds with 1 layer and the
-last block retrained, inconclusive with all layers; ``tests/test_summaries.py``). Wang et al.
+holds at one strategy of three in the committed record (the last block; on the Xeon of sessions
+13-17 at two, the last block and all layers, never with 1 layer; notebook 07 prints the
+per-strategy differences and why a single seed cannot decide), so no test asserts it; notebook
+07 quotes beside it the standard reference run (5 seeds, inconclusive) and a replication on ten
+other seeds (holds with 1 layer and the last block retrained, inconclusive with all layers;
+``tests/test_summaries.py``). Wang et al.
 (09-11): the deep-layer student fooled in at least half of the pairs and success falling from
 deep to mid to full fine-tuning (W1); the fingerprint's Gini below 0.1 for the true teacher only
 (W3); input dropout taking targeted success down faster than clean accuracy (W4); the adaptive
@@ -26,7 +28,7 @@ this machine too (another CPU trains slightly different models)::
     python -m tlab run 02 03 04 07 08 09 10 11 --preset quick --out /tmp/run
     TLAB_DEFAULT_RECORDS=/tmp/run/records pytest tests/test_default_preset.py
 
-On a 2-core Intel Xeon with AMX (sessions 13 to 16, with torch's CUDA build and, in session 16,
+On a 2-core Intel Xeon with AMX (sessions 13 to 17, with torch's CUDA build and, in session 16,
 its CPU build too: the same recorded numbers bit for bit; the committed records come from an AMD
 EPYC, but 05's, which no check here reads) every check passed but W3's: the largest diagonal Gini
 was 0.118 every time, which is that deep student's bias-only Gini, so the fixed cut-off of 0.1
