@@ -381,11 +381,12 @@ def test_below_k_reuses_the_retraining_of_fig_8s_curve_at_the_same_threshold(
     attack = wang.MimicrySettings(layer=3, budget=0.01, steps=3)
     retrainings = []
     retrain = wang.defending.neuron_distance_retrain
-    monkeypatch.setattr(
-        wang.defending,
-        "neuron_distance_retrain",
-        lambda *a, **k: retrainings.append(k["threshold"]) or retrain(*a, **k),
-    )
+
+    def counted_retrain(*args, **kwargs):
+        retrainings.append(kwargs["threshold"])
+        return retrain(*args, **kwargs)
+
+    monkeypatch.setattr(wang.defending, "neuron_distance_retrain", counted_retrain)
     curve = wang.neuron_distance_table(
         lab, "deep", attack, [0.0, 0.5], n_pairs=3, epochs=1, n_prints=1, fingerprint_steps=2
     )

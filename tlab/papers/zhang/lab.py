@@ -70,15 +70,12 @@ class Lab:
             _, y = data.tensors(next(entry.model.parameters()).device)
             correct = torch.tensor(own["correct"], dtype=torch.bool, device=y.device)
             y_ok = y[correct]
-            row: dict[str, Any] = {"clean": own["clean"], "eps": list(s.eps_grid), "wb": own["wb"]}
-            row["bb"], row["gamma"] = [], []
+            row: dict[str, Any] = {**own, "eps": list(s.eps_grid), "bb": [], "gamma": []}
             black = crafted_fgsm(source, data, s.eps_grid)  # every image, shared by B's models
             for a_w, x_black in zip(own["wb"], black, strict=True):
                 a_b = float((predict(entry.model, x_black[correct]) == y_ok).float().mean())
                 row["bb"].append(a_b)
                 row["gamma"].append(gamma(a_b, a_w) if a_w > 0 else float("nan"))
-            row["wb_fooled"], row["grad_norms"] = own["wb_fooled"], own["grad_norms"]
-            row["correct"] = own["correct"]
             metrics = entry.meta["metrics"]
             row["best_epoch"], row["epochs_run"] = metrics["best_epoch"], metrics["epochs_run"]
             return row
